@@ -1,0 +1,209 @@
+"""The ``fdcheck`` command.
+
+``fdcheck train --d 32 --seed 0 --augment mask --bias schedule --out run.npz`` trains one network
+(:func:`fdcheck.train.train`) on ``ModelConfig.scaled(d)`` with any field overridden by its flag, writes the
+result (``W``, ``b``, ``W0``, ``M``, ``config`` as JSON, ``history`` as JSON; ``numpy.load(allow_pickle=False)``
+reads it) and prints the trained network's metrics. Exit status: 0 on success, 1 when training diverged,
+2 on bad usage (the message names the parameter).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+from typing import Any, Callable, Sequence
+
+from .config import ModelConfig
+
+__all__ = ["build_parser", "main"]
+
+# Shown in the usage line; the values are validated by ModelConfig, whose message names the parameter.
+_CHOICES = {"augment": "{mask,none,supervised}", "bias": "{schedule,none}", "dtype": "{float32,float64}",
+            "backend": "{numpy,cupy}"}
+
+
+class _UsageError(Exception):
+    """Bad command-line usage: printed with the usage line of ``parser``, exit status 2."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(message)
+        self.parser = parser
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` that raises instead of exiting, so :func:`main` returns the status."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise _UsageError(self, f"{self.prog}: error: {message}")
+
+
+def _train_help() -> dict[str, str]:
+    return {
+        "d": "sparse-code dimension d (the scaled regime follows from it)",
+        "d1": "input dimension d1",
+        "m": "number of neurons",
+        "p": "probability that a coordinate of z is non-zero",
+        "noise_variance": "variance of each noise coordinate",
+        "tau": "temperature of the contrastive loss",
+        "lam": "weight decay λ (objective term λ Σ||w_i||²)",
+        "eta": "SGD step size",
+        "init_std": "standard deviation of the initial weights",
+        "batch": "positive pairs per step",
+        "negatives": "negatives per step",
+        "steps": "SGD steps",
+        "augment": "mask (RandomMask), none, or supervised (linear head on z)",
+        "keep_prob": "RandomMask keep probability",
+        "include_positive": "put the positive pair in the loss's denominator",
+        "bias": "schedule (footnote 3) or none (b = 0)",
+        "t1": "step at which the bias schedule starts",
+        "bias_init_factor": "b_i = factor · sqrt(2 log d / d) · ||w_i|| at t1",
+        "bias_cap_factor": "cap: b_i <= factor · ||w_i||",
+        "bias_growth_min": "minimum relative bias growth per step",
+        "eval_every": "steps between history rows",
+        "seed": "random seed (dictionary, initialisation, training samples, evaluation)",
+        "dtype": "float32 or float64",
+        "backend": "numpy or cupy",
+    }
+
+
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per ModelConfig field (``--noise-variance`` and ``--noise_variance`` both work)."""
+    helps = _train_help()
+    for f in dataclasses.fields(ModelConfig):
+        names = [f"--{f.name.replace('_', '-')}"]
+        is_bool = f.type in (bool, "bool")
+        if "_" in f.name and not is_bool:
+            names.append(f"--{f.name}")
+        help_ = helps.get(f.name, f.name)
+        if f.name == "d":
+            p.add_argument(*names, dest="d", type=_int("d"), default=32, help=f"{help_} (default 32)")
+        elif is_bool:
+            p.add_argument(*names, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_)
+        elif f.type in (int, "int"):
+            p.add_argument(*names, dest=f.name, type=_int(f.name), default=None, metavar="N", help=help_)
+        elif f.type in (float, "float"):
+            p.add_argument(*names, dest=f.name, type=_float(f.name), default=None, metavar="X", help=help_)
+        else:
+            p.add_argument(*names, dest=f.name, default=None, metavar=_CHOICES.get(f.name, "TEXT"), help=help_)
+
+
+def _int(name: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            return int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"--{name.replace('_', '-')}={text!r} must be an integer") from None
+    return parse
+
+
+def _float(name: str) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            return float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"--{name.replace('_', '-')}={text!r} must be a number") from None
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``fdcheck`` parser with its subcommands (``train``; ``verify`` and ``report`` are added by their owners)."""
+    parser = _Parser(prog="fdcheck", description="Executable checks of Wen & Li (ICML 2021), contrastive learning "
+                                                 "and feature decoupling.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    t = sub.add_parser("train", help="train one network and print its metrics",
+                       description="Train the paper's network on ModelConfig.scaled(d) with any field overridden, "
+                                   "write FILE.npz and print the metrics.")
+    _add_config_flags(t)
+    t.add_argument("--out", required=True, metavar="FILE.npz", help="where to write the trained network")
+    t.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar on stderr (default: when stderr is a terminal)")
+    t.add_argument("--checkpoint", default=None, metavar="FILE.npz",
+                   help="checkpoint file: written during training, resumed from when it exists")
+    t.add_argument("--checkpoint-every", type=_int("checkpoint_every"), default=None, metavar="N",
+                   help="steps between checkpoints (default: eval_every)")
+    t.add_argument("--threads", type=_int("threads"), default=None, metavar="N",
+                   help="threads drawing random numbers (the result does not depend on it)")
+    t.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    t.set_defaults(handler=_cmd_train)
+    return parser
+
+
+def _config_from_args(args: argparse.Namespace) -> ModelConfig:
+    names = {f.name for f in dataclasses.fields(ModelConfig)}
+    overrides = {k: v for k, v in vars(args).items() if k in names and k != "d" and v is not None}
+    return ModelConfig.scaled(args.d, **overrides)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .train import TrainingDiverged, make_model, train
+
+    config = _config_from_args(args)  # ValueError -> exit 2, before any work
+    if args.checkpoint_every is not None and args.checkpoint is None:
+        raise ValueError("--checkpoint-every needs --checkpoint")
+    try:
+        result = train(config, progress=args.progress, checkpoint_path=args.checkpoint,
+                       checkpoint_every=args.checkpoint_every, threads=args.threads)
+    except TrainingDiverged as exc:
+        print(f"fdcheck train: {exc}", file=sys.stderr)
+        return 1
+    result.save_npz(args.out)
+    metrics, source = _metrics(result, make_model)
+    if args.json:
+        print(json.dumps({"out": args.out, "seconds": result.seconds, "metrics_source": source, "metrics": metrics},
+                         sort_keys=True))
+    else:
+        print(f"wrote {args.out}  ({config.steps} steps, {result.seconds:.1f} s; d={config.d} d1={config.d1} "
+              f"m={config.m} augment={config.augment} bias={config.bias} seed={config.seed})")
+        print(f"metrics ({source}):")
+        width = max((len(k) for k in metrics), default=0)
+        for key, value in metrics.items():
+            print(f"  {key:<{width}}  {_fmt(value)}")
+    return 0
+
+
+def _metrics(result: Any, make_model: Callable[..., Any]) -> tuple[dict[str, Any], str]:
+    """``metrics.measure_all`` on the trained network with the run's eval stream, else the history's last row."""
+    try:
+        from .metrics import measure_all
+    except ImportError:
+        measure_all = None
+    if measure_all is None:
+        return dict(result.history[-1]), "last history row; fdcheck.metrics is not available"
+    model, rngs = make_model(result.config, M=result.M)
+    metrics = measure_all(result.W, result.b, result.W0, model, result.config, rngs["eval"], head=result.head)
+    return dict(metrics), "fdcheck.metrics.measure_all"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.4g}"
+    return str(value)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``fdcheck`` command with ``argv`` (default ``sys.argv[1:]``) and return the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except _UsageError as exc:
+        exc.parser.print_usage(sys.stderr)
+        print(exc, file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # --help and --version exit through argparse
+        return int(exc.code or 0)
+    try:
+        return int(args.handler(args))
+    except ValueError as exc:
+        print(f"fdcheck {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"fdcheck {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
