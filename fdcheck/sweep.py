@@ -93,6 +93,7 @@ _SINGLE_THREAD_ENV = {
     "MKL_NUM_THREADS": "1",
     "VECLIB_MAXIMUM_THREADS": "1",
     "NUMEXPR_NUM_THREADS": "1",
+    "FDCHECK_THREADS": "1",  # fdcheck.train's noise-drawing threads (the result does not depend on them)
 }
 
 
@@ -521,17 +522,14 @@ def execute_run(config: ModelConfig) -> dict[str, Any]:
         fdcheck.train.TrainingDiverged: when training blows up (:func:`run_sweep` records it as an error).
     """
     # Imported here so that the store and the executors do not depend on training being importable.
-    from .backend import Random, get_namespace, to_numpy
-    from .data import SparseCodingModel
+    from .backend import to_numpy
     from .metrics import measure_all
-    from .train import train
+    from .train import make_model, train
 
     start = time.perf_counter()
     result = train(config, progress=False)
-    xp = get_namespace(config.backend)
-    dict_rng, _init_rng, _train_rng, eval_rng = Random(config.seed, xp).spawn(4)
-    model = SparseCodingModel.from_config(config, dict_rng, M=result.M)
-    metrics = measure_all(result.W, result.b, result.W0, model, config, eval_rng, head=result.head)
+    model, rngs = make_model(config, M=result.M)
+    metrics = measure_all(result.W, result.b, result.W0, model, config, rngs["eval"], head=result.head)
     arrays = {"W": result.W, "b": result.b, "W0": result.W0, "M": result.M}
     if result.head is not None:
         arrays["head"] = result.head
@@ -553,6 +551,8 @@ def _run_one(run_fn: Callable[[ModelConfig], dict[str, Any]], config: ModelConfi
     start = time.perf_counter()
     limit = contextlib.nullcontext()
     if single_thread:
+        # This is a worker process (or a worker of a Dask cluster): one core per run is the point of it.
+        os.environ.update(_SINGLE_THREAD_ENV)
         with contextlib.suppress(ImportError):
             from threadpoolctl import threadpool_limits
 

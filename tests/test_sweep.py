@@ -327,6 +327,25 @@ def test_resume_after_interrupt_recomputes_only_unfinished(tmp_path):
     assert [r["key"] for r in resumed] == [fresh_store.key(s.config()) for s in specs]  # spec order
 
 
+def test_resume_after_interrupt_in_worker_processes(tmp_path):
+    """An interrupt surfacing from a worker stops the pool; finished runs are kept, the rest is redone once."""
+    specs = small_specs()
+    store = ResultsStore(tmp_path / "store")
+    calls = tmp_path / "calls"
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(specs, store, workers=2, progress=False, run_fn=FakeRun(str(calls), interrupt_after=4))
+    saved = {r["key"] for r in store.records()}
+    assert 1 <= len(saved) <= 4
+    before = calls_of(calls)
+    resumed = run_sweep(specs, store, workers=2, progress=False, run_fn=FakeRun(str(calls)))
+    recomputed = calls_of(calls) - before
+    assert sum(recomputed.values()) == len(specs) - len(saved)
+    for spec in specs:
+        c = spec.config()
+        assert recomputed[_digest(c)] == (0 if store.key(c) in saved else 1)
+    assert all(r["status"] == "ok" for r in resumed)
+
+
 def test_resume_after_sigkill(tmp_path):
     """Kill -9 a sweep in another process between runs; the rerun computes only the runs that were not saved."""
     specs = small_specs()  # 8 runs of 0.25 s each
@@ -497,3 +516,52 @@ def test_worker_processes_use_one_thread_each(tmp_path, monkeypatch):
                         run_fn=thread_report)
     assert [r["metrics"] for r in records] == [{"max_threads": 1, "omp": "1"}] * 2
     assert "OMP_NUM_THREADS" not in os.environ  # the parent's environment is restored
+
+
+# ------------------------------------------------------------------------------------- real training
+
+
+def test_execute_run_end_to_end_with_real_training(tmp_path):
+    """The real run function: train + measure_all on a tiny configuration, stored, resumed, and a diverged run.
+
+    d = 8, d1 = 32, m = 16, 20 steps: seconds of work (measure_all's sample sizes dominate), not a claim check.
+    """
+    from fdcheck.train import train
+
+    tiny = {"steps": 20, "d1": 32, "m": 16}
+    specs = [RunSpec(8, 0, "mask", tiny), RunSpec(8, 0, "supervised", tiny),
+             RunSpec(8, 0, "none", tiny | {"eta": 1e6})]  # eta = 1e6 makes the weights overflow within 20 steps
+    store = ResultsStore(tmp_path)
+    records = run_sweep(specs, store, workers=1, progress=False)
+    mask, supervised, diverged = records
+    assert mask["status"] == supervised["status"] == "ok"
+    assert diverged["status"] == "error" and diverged["error"].startswith("TrainingDiverged: ")
+    for record in (mask, supervised):
+        metrics = record["metrics"]
+        for name in ("cos_fx_fxi", "cos_fx_fMz", "top_atom_share", "span_energy", "probe_reg_mse_features",
+                     "probe_cls_acc_raw", "view_corr_atoms_mask", "data_noise_proj_max", "weight_move_rel"):
+            assert isinstance(metrics[name], float) and np.isfinite(metrics[name]), name
+        assert record["nonfinite_metrics"] == []
+        assert record["history"] and record["history"][-1]["step"] == 20
+    # The stored arrays are the trained network of the seeds contract (training is deterministic in the config).
+    c = specs[1].config()
+    expected = train(c, progress=False)
+    arrays = store.load_arrays(c)
+    assert sorted(arrays) == ["M", "W", "W0", "b", "head"]
+    for name in ("W", "b", "W0", "M", "head"):
+        np.testing.assert_array_equal(arrays[name], np.asarray(getattr(expected, name)))
+    assert "head" not in store.load_arrays(specs[0].config())
+
+    def must_not_run(config):
+        raise AssertionError(f"recomputed {config}")
+
+    again = run_sweep(specs, store, workers=1, progress=False, run_fn=must_not_run)
+    assert [content(r) for r in again] == [content(r) for r in records]
+
+    # A local Dask cluster gives the same results, bit for bit (up to wall-clock times), as the local executor.
+    def without_times(record):
+        rows = [{k: v for k, v in row.items() if k != "seconds"} for row in record["history"]]
+        return {k: v for k, v in content(record).items() if k not in ("train_seconds", "history")} | {"rows": rows}
+
+    on_dask = run_sweep(specs, ResultsStore(tmp_path / "dask"), executor="dask", workers=2, progress=False)
+    assert [without_times(r) for r in on_dask] == [without_times(r) for r in records]
