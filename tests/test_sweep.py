@@ -464,11 +464,18 @@ def test_dask_local_cluster_equals_local_executor(tmp_path):
     specs = small_specs(seeds=3)
     local = run_sweep(specs, ResultsStore(tmp_path / "local"), workers=1, progress=False,
                       run_fn=FakeRun(str(tmp_path / "c1"), fail_seeds=(2,)))
+    from distributed import LocalCluster
+
     calls = tmp_path / "c2"
     store = ResultsStore(tmp_path / "dask")
-    # Half the grid first, then the whole grid: resume works the same on Dask.
-    run_sweep(specs[:5], store, executor="dask", workers=2, progress=False, run_fn=FakeRun(str(calls), fail_seeds=(2,)))
-    dask = run_sweep(specs, store, scheduler="local", workers=2, progress=False,
+    # Half the grid on an existing cluster reached by its address, then the whole grid on a cluster the sweep
+    # starts itself: resume works the same on Dask.
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        assert cluster.scheduler_address.startswith("tcp://")
+        run_sweep(specs[:5], store, scheduler=cluster.scheduler_address, progress=False,
+                  run_fn=FakeRun(str(calls), fail_seeds=(2,)))
+    assert len(calls_of(calls)) == 5
+    dask = run_sweep(specs, store, executor="dask", workers=2, progress=False,
                      run_fn=FakeRun(str(calls), fail_seeds=(2,)))
     assert [content(r) for r in dask] == [content(r) for r in local]
     assert set(calls_of(calls).values()) == {1} and len(calls_of(calls)) == len(specs)
