@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import dataclasses
 import hashlib
 import io
 import json
@@ -619,7 +618,6 @@ def _run_dask(todo, run_fn, on_done, on_lost, workers, scheduler):
         from distributed import Client, LocalCluster, as_completed
     except ImportError as exc:  # pragma: no cover - dask[distributed] is a dependency
         raise ValueError("executor='dask' needs dask[distributed]; pip install 'dask[distributed]'") from exc
-    cluster = None
     with contextlib.ExitStack() as stack:
         if scheduler in (None, "local"):
             # Nanny processes start with OMP/MKL/OPENBLAS_NUM_THREADS=1 (distributed.nanny.pre-spawn-environ).
