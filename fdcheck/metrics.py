@@ -7,7 +7,7 @@ Each quantity is a small pure function whose docstring says what it measures and
   :func:`view_correlations`, :func:`expected_gradient_split`, :func:`threshold_decoding`.
 - Theorem 3.2 and Theorem 3.4 on the trained ``(W, b)``: :func:`feature_metrics` (cosines, relative distance,
   activation density), :func:`neuron_structure` (span energy, atom shares, ``N_i``, coverage),
-  :func:`weight_movement` (Section 1.1, Message 1), :func:`centroid_accuracy` (Figure 3) and
+  :func:`weight_movement` (Section 1.1, Message 1), :func:`cluster_accuracy` (Figure 3) and
   :func:`peer_metrics` (the closest peer's numbers, ``shared/PEER_METRICS.md``).
 - Corollaries 3.3 and 3.5: the linear probes of :mod:`fdcheck.probes`, merged into :func:`measure_all`.
 
@@ -40,7 +40,7 @@ __all__ = [
     "THRESHOLD_B",
     "TOP_K_ATOMS",
     "UNDEFINED_REL_DIST",
-    "centroid_accuracy",
+    "cluster_accuracy",
     "data_facts",
     "expected_gradient_split",
     "feature_metrics",
@@ -86,7 +86,7 @@ DEFAULT_SIZES: dict[str, int] = {
     "n_grad": 4096,  # positives per augmentation for the expected gradient at W0
     "n_decode": 4096,  # Section 4 threshold decoding
     "n_test": 4096,  # Theorem 3.2 / 3.4 test samples (features, peer metrics)
-    "n_centroid": 8192,  # Figure 3 nearest centroid (split half / half)
+    "n_centroid": 8192,  # Figure 3 nearest centroid and nearest neighbour (single-atom samples, split half / half)
     "n_probe_test": 4000,  # Corollaries 3.3 / 3.5 probe test set
 }
 
@@ -552,42 +552,49 @@ def weight_movement(W: Any, W0: Any, M: Any) -> dict[str, float]:
     }
 
 
-def centroid_accuracy(W: Any, b: Any, model: Any, rng: Random, *, n: int = 8192) -> float:
-    """Figure 3 in a number: do representations cluster by their active atom?
+def cluster_accuracy(W: Any, b: Any, model: Any, rng: Random, *, n: int = 8192) -> dict[str, float]:
+    """Figure 3 in numbers: do representations cluster by their active atom?
 
     Draws ``n`` fresh samples and keeps those with exactly one active atom; the class of a sample is the atom and
     its sign, ``(j, z_j)`` (``2d`` classes: ``f`` is odd, so ``+M_j`` and ``−M_j`` sit on opposite sides and one
-    class per atom would have a centroid near 0). The first half fits one centroid of ``f(x)`` per class, the
-    second half is classified by the nearest centroid (Euclidean); a test sample whose class has no training
-    sample counts as wrong. Chance is ``1/(2d)``.
+    class per atom would have a centroid near 0). The first half of the kept samples is the labelled reference,
+    the second half is classified; chance is ``1/(2d)``.
 
     Returns:
-        the test accuracy; 0.0 if no test sample has exactly one active atom.
+        ``centroid_acc``: accuracy of the nearest class centroid of ``f(x)`` (Euclidean); a test sample whose class
+        has no reference sample counts as wrong. This is the linear decodability of the atom: a linear
+        representation (no augmentation, ``b = 0``) scores high on it even when its noise swamps the signal,
+        because only the noise's projection on centroid differences matters.
+        ``knn_acc``: accuracy of the nearest reference sample (1-nearest-neighbour, Euclidean). This is what a
+        t-SNE picture shows as clusters: a sample's neighbours share its atom only when the within-class spread
+        (the representation of the noise) is small against the distances between classes.
+        Both are 0.0 if fewer than two samples have exactly one active atom.
     """
     _check_int("n", n, 2)
     xp = array_namespace(W)
     s = model.sample(n, rng)
-    F = features(W, b, s.x)
-    one = _as_float(xp, xp.sum(xp.abs(s.z), axis=1) == 1, F)
-    # One-hot class (j, sign) of the single active atom: columns 0..d-1 for z_j = -1, d..2d-1 for z_j = +1; rows
-    # without exactly one active atom are zeroed, so they neither fit a centroid nor count as test samples.
-    onehot = xp.concat([xp.astype(s.z < 0, F.dtype), xp.astype(s.z > 0, F.dtype)], axis=1) * one[:, None]
-    half = n // 2
-    tr, te = slice(0, half), slice(half, n)
-    counts = xp.sum(onehot[tr, :], axis=0)  # (2d,)
-    sums = onehot[tr, :].T @ F[tr, :]  # (2d, m)
-    cent = _safe_div(xp, sums, counts[:, None])
-    Ft = F[te, :]
-    dist = _row_sq_norms(xp, Ft)[:, None] - 2 * (Ft @ cent.T) + _row_sq_norms(xp, cent)[None, :]
-    big = xp.full(dist.shape, math.inf, dtype=dist.dtype)
-    dist = xp.where((counts > 0)[None, :], dist, big)
-    pred = xp.argmax(-dist, axis=1)
-    truth = xp.argmax(onehot[te, :], axis=1)
-    w_te = one[te]
-    n_te = _f(xp.sum(w_te))
-    if not n_te:
-        return 0.0
-    return _f(xp.sum(_as_float(xp, pred == truth, F) * w_te)) / n_te
+    one = xp.nonzero(xp.sum(xp.abs(s.z), axis=1) == 1)[0]
+    k = int(one.shape[0])
+    if k < 2:
+        return {"centroid_acc": 0.0, "knn_acc": 0.0}
+    F = features(W, b, xp.take(s.x, one, axis=0))
+    z = xp.take(s.z, one, axis=0)
+    # Class (j, sign) of the single active atom: columns 0..d-1 for z_j = -1, d..2d-1 for z_j = +1.
+    onehot = xp.concat([xp.astype(z < 0, F.dtype), xp.astype(z > 0, F.dtype)], axis=1)
+    label = xp.argmax(onehot, axis=1)
+    half = k // 2
+    F_ref, F_te = F[:half, :], F[half:, :]
+    lab_ref, lab_te = label[:half], label[half:]
+    counts = xp.sum(onehot[:half, :], axis=0)  # (2d,)
+    cent = _safe_div(xp, onehot[:half, :].T @ F_ref, counts[:, None])
+    te_sq = _row_sq_norms(xp, F_te)[:, None]
+    dist = te_sq - 2 * (F_te @ cent.T) + _row_sq_norms(xp, cent)[None, :]
+    dist = xp.where((counts > 0)[None, :], dist, xp.full(dist.shape, math.inf, dtype=dist.dtype))
+    centroid = _f(xp.mean(_as_float(xp, xp.argmin(dist, axis=1) == lab_te, F)))
+    dist_nn = te_sq - 2 * (F_te @ F_ref.T) + _row_sq_norms(xp, F_ref)[None, :]
+    nearest = xp.take(lab_ref, xp.argmin(dist_nn, axis=1))
+    knn = _f(xp.mean(_as_float(xp, nearest == lab_te, F)))
+    return {"centroid_acc": centroid, "knn_acc": knn}
 
 
 # ------------------------------------------------------------------------------- peer metrics (PEER_METRICS.md)
@@ -699,7 +706,8 @@ def measure_all(W: Any, b: Any, W0: Any, model: Any, config: Any, rng: Random, *
     ``eval_rng`` under the seeds contract), split into one child stream per measurement so that each is
     reproducible on its own.
 
-    Keys beyond the contract: ``grad_perp_share_mask_se`` and ``grad_perp_share_none_se`` (jackknife standard
+    Keys beyond the contract: ``knn_acc`` (1-nearest-neighbour accuracy of the active atom, Figure 3's clusters;
+    see :func:`cluster_accuracy`), ``grad_perp_share_mask_se`` and ``grad_perp_share_none_se`` (jackknife standard
     errors of the shares), ``threshold_decoding_false_rate`` and ``threshold_b`` (see :func:`threshold_decoding`),
     ``probe_cls_n_train``, ``probe_cls_n_test`` and ``probe_zero_label_frac`` (see
     :func:`fdcheck.probes.probe_suite`), and, when ``head`` is given, ``head_z_nmse``: the supervised head's
@@ -739,7 +747,7 @@ def measure_all(W: Any, b: Any, W0: Any, model: Any, config: Any, rng: Random, *
     out.update(feature_metrics(W, b, test.x, test.z, test.xi, M))
     out.update(neuron_structure(W, M))
     out.update(weight_movement(W, W0, M))
-    out["centroid_acc"] = centroid_accuracy(W, b, model, r_centroid, n=n["n_centroid"])
+    out.update(cluster_accuracy(W, b, model, r_centroid, n=n["n_centroid"]))
     out.update(peer_metrics(W, b, M, test.x, test.z))
     if head is not None:
         pred = features(W, b, test.x) @ xp.astype(head, W.dtype).T

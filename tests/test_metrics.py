@@ -221,16 +221,31 @@ def test_peer_bestcos_of_perp_neurons_is_zero(run16):
 
 
 # ------------------------------------------------------------------------------------------------ centroid
-def test_centroid_accuracy_perfect_on_clean_atoms_and_chance_on_noise(run16):
+def test_cluster_accuracy_perfect_on_clean_atoms_and_chance_on_noise(run16):
     _, model, _ = run16
     quiet = quiet_model(model)
     W = np.asarray(model.M.T)
-    # 2048 samples, about 1024 · 0.38 / 32 ≈ 12 training samples per (atom, sign) class: every class is fitted
-    # (Pr(an empty class) < 32 · e^{-12}), and with f(x) = z/2 exactly each centroid is its class's point.
-    assert mt.centroid_accuracy(W, np.full(W.shape[0], 0.5), quiet, Random(10, XP), n=2048) == 1.0
+    # 2048 samples, about 1024 · 0.38 / 32 ≈ 12 reference samples per (atom, sign) class: every class is present
+    # (Pr(an empty class) < 32 · e^{-12}), and with f(x) = z/2 exactly each class is a single point.
+    clean = mt.cluster_accuracy(W, np.full(W.shape[0], 0.5), quiet, Random(10, XP), n=2048)
+    assert clean == {"centroid_acc": 1.0, "knn_acc": 1.0}
     # Features that see only noise: chance is 1/32; 0.1 is far above it (about 390 test samples, SE ≈ 0.009).
     perp = perp_weights(model.M, 64, seed=11)
-    assert mt.centroid_accuracy(perp, np.zeros(64), model, Random(12, XP), n=2048) < 0.1
+    noise = mt.cluster_accuracy(perp, np.zeros(64), model, Random(12, XP), n=2048)
+    assert noise["centroid_acc"] < 0.1 and noise["knn_acc"] < 0.1
+
+
+def test_linear_noisy_features_decode_by_centroid_but_do_not_cluster(run16):
+    """Four neurons per atom, each M_j plus a unit M⊥ direction times 2, b = 0: the features are linear, the noise
+    (variance 4σ² ≈ 0.42 per neuron) is large but spread over 64 neurons. Nearest centroid reads the atom through
+    the noise's small projection on centroid differences; nearest neighbour compares two noisy samples and mostly
+    fails. Seeds 13 (directions) and 2 (4096 samples, about 770 test samples, SE ≤ 0.02); measured 0.46 against
+    0.12, so the asserted gap of 0.2 is about ten standard errors from failing."""
+    _, model, _ = run16
+    g = perp_weights(model.M, 64, seed=13)
+    W = np.tile(model.M.T, (4, 1)) + 2.0 * g / np.linalg.norm(g, axis=1, keepdims=True)
+    acc = mt.cluster_accuracy(W, np.zeros(64), model, Random(2, XP), n=4096)
+    assert acc["centroid_acc"] > acc["knn_acc"] + 0.2
 
 
 # ------------------------------------------------------------------------------------------- Section 2.1 data
