@@ -110,7 +110,7 @@ def _as_float(xp: Any, mask: Any, like: Any) -> Any:
     return xp.astype(mask, like.dtype)
 
 
-def _sorted_quantile(xp: Any, values: Any, count: int, q: float) -> float:
+def _sorted_quantile(values: Any, count: int, q: float) -> float:
     """The lower ``q``-quantile of the first ``count`` entries of an ascending-sorted vector."""
     k = int(math.floor(q * (count - 1)))
     return _f(values[k])
@@ -189,7 +189,7 @@ def data_facts(model: Any, rng: Random, *, n: int = 4096, n_cos: int = 512) -> d
     if n_active:
         big = xp.full(proj.shape, math.inf, dtype=proj.dtype)
         vals = xp.sort(xp.reshape(xp.where(active, xp.abs(proj), big), (-1,)))
-        q01 = _sorted_quantile(xp, vals, n_active, 0.01)
+        q01 = _sorted_quantile(vals, n_active, 0.01)
     else:
         q01 = 0.0
     noise_max = _f(xp.max(xp.abs(s.xi @ M)))
@@ -274,7 +274,10 @@ def view_correlations(model: Any, rng: Random, *, n: int = 4096, n_dirs: int = 6
 
 
 def _u_statistic(total_q: Any, group_q: Any, k: int) -> Any:
-    """Unbiased ``q(E G)`` for a quadratic ``q`` from ``k`` independent group means: ``(q(Σ G_g) − Σ q(G_g)) / k(k−1)``."""
+    """Unbiased ``q(E G)`` for a quadratic ``q`` from ``k`` independent group means ``G_g``.
+
+    ``(q(Σ_g G_g) − Σ_g q(G_g)) / (k(k−1))``: the cross terms only, each an unbiased ``q(E G)``.
+    """
     return (total_q - group_q) / (k * (k - 1))
 
 
@@ -698,7 +701,7 @@ def _sizes(sizes: Mapping[str, int] | None) -> dict[str, int]:
 
 def measure_all(W: Any, b: Any, W0: Any, model: Any, config: Any, rng: Random, *, head: Any = None,
                 sizes: Mapping[str, int] | None = None) -> dict[str, float]:
-    """Every quantity of ``notes/CONTRACTS.md`` for one trained network, as a flat dict of finite Python floats.
+    """Every measured quantity the claims registry reads, for one trained network, as a flat dict of finite floats.
 
     Section 2.1 and Section 4 quantities do not depend on the trained ``(W, b)``: they are measured on the data
     model and at the initialisation ``W0`` (both augmentations, whatever ``config.augment`` is). The Theorem 3.2 /

@@ -72,7 +72,7 @@ def probe_n_train(d: int) -> int:
 
 
 def draw_task(d: int, rng: Random) -> np.ndarray:
-    """The downstream weight ``w*`` of Definition 3.1: ``w*_j = ±u_j``, ``u_j ~ U[0.5, 1.5]``, fair signs. Host array."""
+    """Definition 3.1's downstream weight ``w*``: ``w*_j = ±u_j``, ``u_j ~ U[0.5, 1.5]``, fair signs (host array)."""
     low, high = W_STAR_RANGE
     u = to_numpy(rng.uniform((d,), dtype="float64"))
     s = to_numpy(rng.sign((d,), dtype="float64"))
