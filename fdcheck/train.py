@@ -167,8 +167,8 @@ def train(config: ModelConfig, *, M: Any = None, progress: bool | None = None,
             (default ``config.eval_every``); if the file exists, training resumes from it, and the result is
             bit-identical to an uninterrupted run (NumPy backend only).
         checkpoint_every: steps between checkpoints (needs ``checkpoint_path``).
-        threads: threads drawing the random numbers (default ``$FDCHECK_THREADS`` or ``min(4, cpu count)``);
-            the result does not depend on it.
+        threads: threads drawing the random numbers (default ``$FDCHECK_THREADS``, else ``$OMP_NUM_THREADS``,
+            else ``min(4, cpu count)``); the result does not depend on it.
 
     Returns:
         A :class:`TrainResult`. ``history`` has a row at steps ``0, eval_every, 2 eval_every, ...`` and at
@@ -776,6 +776,8 @@ def _row_norms(xp: Any, W: Any) -> Any:
 
 
 def _resolve_threads(threads: int | None) -> int:
+    """``threads``, else ``$FDCHECK_THREADS``, else ``$OMP_NUM_THREADS`` (a sweep that pins BLAS to one thread per
+    worker pins the noise too), else ``min(NOISE_STREAMS, cpu count)``; at most ``NOISE_STREAMS``."""
     if threads is None:
         env = os.environ.get("FDCHECK_THREADS", "")
         if env:
@@ -784,7 +786,8 @@ def _resolve_threads(threads: int | None) -> int:
             except ValueError:
                 raise ValueError(f"FDCHECK_THREADS={env!r} must be an integer >= 1") from None
         else:
-            threads = min(NOISE_STREAMS, os.cpu_count() or 1)
+            omp = os.environ.get("OMP_NUM_THREADS", "")
+            threads = int(omp) if omp.isdigit() and int(omp) >= 1 else min(NOISE_STREAMS, os.cpu_count() or 1)
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads={threads!r} must be an integer >= 1")
     return min(threads, NOISE_STREAMS)
