@@ -52,7 +52,6 @@ __all__ = [
     "load_records",
     "markdown_table",
     "neuron_atom_matrix",
-    "pca_2d",
     "tsne_2d",
     "render_html",
     "render_markdown",
@@ -604,24 +603,6 @@ def activation_fractions(W: Any, b: Any, x: Any) -> np.ndarray:
     return np.mean(f != 0, axis=1)
 
 
-def pca_2d(f: Any) -> tuple[np.ndarray, tuple[float, float]]:
-    """Project the rows of ``f`` on their two principal components (SVD of the centred matrix).
-
-    Returns:
-        ``(projection (n, 2), (percent of variance on PC 1, on PC 2))``; ``(0, 0)`` when every row is equal.
-    """
-    f = np.asarray(f, dtype=np.float64)
-    centred = f - f.mean(axis=0)
-    total = float(np.sum(centred**2))
-    if total <= 0.0:
-        return np.zeros((f.shape[0], 2)), (0.0, 0.0)
-    _, s, vt = np.linalg.svd(centred, full_matrices=False)
-    comps = np.zeros((2, f.shape[1]))
-    comps[: min(2, vt.shape[0])] = vt[:2]
-    energy = np.concatenate([s**2, [0.0, 0.0]])[:2]
-    return centred @ comps.T, (float(100 * energy[0] / total), float(100 * energy[1] / total))
-
-
 def tsne_2d(f: Any, seed: int = 0) -> np.ndarray | None:
     """A 2-D t-SNE embedding of the rows of ``f`` (scikit-learn, PCA initialisation, fixed seed).
 
@@ -1153,16 +1134,16 @@ def _build_blocks(claims_doc: dict, records: list[dict], store_dir: Path | None,
         blocks += _claim_blocks(claim, fig)
 
     blocks.append(Heading(2, [_t("The learned features: counterparts of the paper's figures")], anchor="features"))
-    runs, d, seed, notes = _figure_runs(records, store_dir, ("mask", "none", "none_schedule", "supervised"))
-    # none_schedule is optional: absent from a default grid, so its absence is not worth a note
-    notes = [n for n in notes if "'none_schedule'" not in n]
-    b_notes = notes
-    c_notes = notes
+    runs, d, seed, notes = _figure_runs(records, store_dir, VARIANT_ORDER)
+    # none_schedule is shown when the grid has it; its absence is worth a note only when the grid asked for it
+    wanted = {"mask", "none", "supervised", *((claims_doc.get("grid") or {}).get("variants") or [])}
+    notes = [n for n in notes if not any(f"'{v}'" in n for v in VARIANT_ORDER if v not in wanted)]
+    # Figure 3 compares contrastive representations with and without augmentation; supervised is not part of it
     d_runs = {v: r for v, r in runs.items() if v != "supervised"}
     d_notes = [n for n in notes if "'supervised'" not in n]
     for title, fig in (
-        ("Neurons against atoms (Figure 1)", _weights_figure(runs, d, seed, b_notes)),
-        ("Activation sparsity (Figure 4)", _sparsity_figure(runs, d, seed, c_notes)),
+        ("Neurons against atoms (Figure 1)", _weights_figure(runs, d, seed, notes)),
+        ("Activation sparsity (Figure 4)", _sparsity_figure(runs, d, seed, notes)),
         ("Representations of one-atom samples (Figure 3)", _projection_figure(d_runs, d, seed, d_notes)),
         ("The gradient split between span(M) and M⊥ (Section 4)", _gradient_figure(records)),
     ):

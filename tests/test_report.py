@@ -404,12 +404,32 @@ def test_neuron_atom_matrix_of_pure_atoms_is_a_sorted_identity():
     assert perm[order].tolist() == sorted(perm.tolist())
 
 
-def test_activation_fractions_and_pca():
+def test_activation_fractions():
     W = np.eye(4)
     b = np.full(4, 0.5)
     x = np.array([[1.0, 0, 0, 0], [1.0, 1.0, 1.0, 0.0], [0.1, 0.2, 0.3, 0.4]])
     np.testing.assert_allclose(report.activation_fractions(W, b, x), [0.25, 0.75, 0.0])
-    proj, explained = report.pca_2d(np.array([[0.0, 0.0], [2.0, 0.0], [4.0, 0.0]]))
-    assert explained == pytest.approx((100.0, 0.0))
-    np.testing.assert_allclose(np.abs(proj[:, 0]), [2.0, 0.0, 2.0])
-    assert report.pca_2d(np.ones((3, 4)))[1] == (0.0, 0.0)
+
+
+def test_tsne_keeps_separated_clusters_apart():
+    # 4 clusters along orthogonal axes (seed 0, 30 points each, spread 0.05 against distances of about 1.4):
+    # in the embedding every point's nearest neighbour must share its cluster; identical rows give None.
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(4), 30)
+    f = np.eye(6)[labels] + 0.05 * rng.normal(size=(labels.size, 6))
+    y = report.tsne_2d(f, seed=0)
+    dist = ((y[:, None, :] - y[None, :, :]) ** 2).sum(-1)
+    np.fill_diagonal(dist, np.inf)
+    assert (labels[dist.argmin(axis=1)] == labels).all()
+    assert report.tsne_2d(np.ones((10, 3))) is None
+
+
+def test_report_without_a_store_still_shows_every_claim(two_seeds, tmp_path):
+    doc = dict(two_seeds["doc"], store="no-such-store")
+    (tmp_path / "claims.json").write_text(json.dumps(doc), encoding="utf-8")
+    paths = report.report_from_dir(tmp_path)
+    md = paths["markdown"].read_text(encoding="utf-8")
+    assert [r[0] for r in verdict_rows(md)[1]] == [c["id"] for c in doc["claims"]]
+    assert "No run record was found" in md
+    assert sorted(p.name for p in (tmp_path / "figures").glob("*.png")) == sorted(
+        f"claim_{report._slug(c['id'])}.png" for c in doc["claims"])
