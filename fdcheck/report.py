@@ -533,7 +533,7 @@ def _claim_figure(claim: dict, records: Sequence[dict] = ()) -> FigureOut:
                   title="dots: one per seed", title_fontsize=7.5, alignment="left")
     label, _ = verdict_label(claim)
     statement = textwrap.fill(str(claim.get("statement", "")), width=int(70 * min(len(quantities), 3) + 40))
-    fig.suptitle(f"{cid} ({claim.get('paper_ref', '')}): {label.split(' ', 1)[-1]}\n{statement}", fontsize=9.5)
+    fig.suptitle(f"{cid} — {claim.get('paper_ref', '')}: {label.split(' ', 1)[-1]}\n{statement}", fontsize=9.5)
     out.png = _png(fig)
     return out
 
@@ -1058,7 +1058,7 @@ def _summary_spans(claims_doc: dict) -> list[Span]:
 def _claim_blocks(claim: dict, figure: FigureOut) -> list[Any]:
     cid = str(claim.get("id", "?"))
     label, _ = verdict_label(claim)
-    blocks: list[Any] = [Heading(3, [_c(cid), _t(f" ({claim.get('paper_ref', '')}): {label}")],
+    blocks: list[Any] = [Heading(3, [_c(cid), _t(f" — {claim.get('paper_ref', '')}: {label}")],
                                  anchor=f"claim-{_slug(cid)}")]
     blocks.append(Para([_b("Statement. "), _t(claim.get("statement", ""))]))
     comparison = _COMPARISON_SYMBOL.get(str(claim.get("comparison", "")), str(claim.get("comparison", "")))
@@ -1106,7 +1106,7 @@ def _reconstructed_blocks(claims_doc: dict) -> list[Any]:
     blocks: list[Any] = [Heading(2, [_t("What was reconstructed where the seed is garbled")], anchor="reconstructed")]
     blocks.append(Para([_t("The paper's text that fdcheck starts from lost parts of some formulas. Where a claim "
                            "depends on such a part, this is how it was read:")]))
-    items = [[_c(c.get("id", "?")), _t(f" ({c.get('paper_ref', '')}): {c['reconstructed']}")]
+    items = [[_c(c.get("id", "?")), _t(f" — {c.get('paper_ref', '')}: {c['reconstructed']}")]
              for c in claims_doc.get("claims") or [] if c.get("reconstructed")]
     blocks.append(Bullets(items) if items else Para([_t("No claim needed a reconstruction.")]))
     return blocks
