@@ -695,7 +695,9 @@ def _soft_threshold(nx: Any, U: Any, b: Any, out: Any) -> Any:
     """``h(u) = u − clip(u, −b, b)`` = ``network.activation(u, b)`` for ``b ≥ 0``; ``U`` itself when ``b`` is 0."""
     if b is None:
         return U
-    nx.clip(U, -b, b, out=out)
+    # clip(u, −b, b) as max then min: the same values, and several times faster than clip with array bounds
+    nx.maximum(U, -b, out=out)
+    nx.minimum(out, b, out=out)
     nx.subtract(U, out, out=out)
     return out
 
