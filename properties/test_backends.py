@@ -15,7 +15,17 @@ from typing import Any
 import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import LossCase, assert_namespace, dtype_name, dtypes, loss_cases, namespace_name, reproduce, seeds, tolerance
+from strategies import (
+    LossCase,
+    assert_namespace,
+    dtype_name,
+    dtypes,
+    loss_cases,
+    namespace_name,
+    reproduce,
+    seeds,
+    tolerance,
+)
 
 from fdcheck.augment import no_augmentation, random_mask
 from fdcheck.backend import Random, get_namespace, to_numpy

@@ -48,7 +48,8 @@ def test_dictionary_is_column_orthonormal(case: DataCase) -> None:
     M, *_ = _host(case)
     eps = float(np.finfo(M.dtype).eps)
     err = float(np.max(np.abs(M.T.astype(np.float64) @ M.astype(np.float64) - np.eye(case.d))))
-    assert err <= 4 * math.sqrt(case.d1) * eps, f"max |MᵀM − I| = {err:.3g} > 4 √d1 eps = {4 * math.sqrt(case.d1) * eps:.3g}"
+    tol = 4 * math.sqrt(case.d1) * eps
+    assert err <= tol, f"max |MᵀM − I| = {err:.3g} > 4 √d1 eps = {tol:.3g}"
 
 
 @given(case=data_cases())
@@ -78,7 +79,8 @@ def test_codes_are_symmetric_ternary_with_rate_p(case: DataCase) -> None:
     assert values <= {-1.0, 0.0, 1.0}, f"z takes values {sorted(values)}; Definition 2.1 allows only -1, 0, 1"
     active = int(np.count_nonzero(z))
     rate = stats.binomtest(active, z.size, case.p).pvalue
-    assert rate >= ALPHA, f"{active}/{z.size} non-zero codes for p = {case.p:.4g}: binomial p-value {rate:.3g} < {ALPHA}"
+    assert rate >= ALPHA, (f"{active}/{z.size} non-zero codes for p = {case.p:.4g}: "
+                           f"binomial p-value {rate:.3g} < {ALPHA}")
     if active:
         positive = int(np.count_nonzero(z > 0))
         sym = stats.binomtest(positive, active, 0.5).pvalue
@@ -101,7 +103,8 @@ def test_noise_has_the_configured_variance(case: DataCase) -> None:
     statistic = float(np.sum(xi**2) / case.noise_variance)
     p_value = 2 * min(stats.chi2.cdf(statistic, N), stats.chi2.sf(statistic, N))
     assert p_value >= ALPHA, (f"Σξ²/σ² = {statistic:.6g} over N = {N} (expected {N}; measured variance "
-                              f"{np.mean(xi**2):.4g} vs noise_variance {case.noise_variance:.4g}): p-value {p_value:.3g}")
+                              f"{np.mean(xi**2):.4g} vs noise_variance {case.noise_variance:.4g}): "
+                              f"p-value {p_value:.3g}")
     z_mean = float(np.mean(xi) / math.sqrt(case.noise_variance / N))
     assert abs(z_mean) <= 5.3, f"mean of ξ is {np.mean(xi):.3g}, z = {z_mean:.2f} standard errors from 0"
 
