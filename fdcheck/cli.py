@@ -3,8 +3,9 @@
 ``fdcheck train --d 32 --seed 0 --augment mask --bias schedule --out run.npz`` trains one network
 (:func:`fdcheck.train.train`) on ``ModelConfig.scaled(d)`` with any field overridden by its flag, writes the
 result (``W``, ``b``, ``W0``, ``M``, ``config`` as JSON, ``history`` as JSON; ``numpy.load(allow_pickle=False)``
-reads it) and prints the trained network's metrics. Exit status: 0 on success, 1 when training diverged,
-2 on bad usage (the message names the parameter).
+reads it) and prints the trained network's metrics (``fdcheck.metrics.measure_all`` on the run's evaluation
+stream). Exit status: 0 on success, 1 when training diverged or measuring failed (the file is still written in
+the latter case), 2 on bad usage (the message names the parameter).
 """
 
 from __future__ import annotations
@@ -139,11 +140,18 @@ def _config_from_args(args: argparse.Namespace) -> ModelConfig:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .train import TrainingDiverged, make_model, train
+    from .train import blas_thread_limit
 
     config = _config_from_args(args)  # ValueError -> exit 2, before any work
     if args.checkpoint_every is not None and args.checkpoint is None:
         raise ValueError("--checkpoint-every needs --checkpoint")
+    with blas_thread_limit():  # the probes of measure_all are small BLAS work too
+        return _train_and_report(config, args)
+
+
+def _train_and_report(config: ModelConfig, args: argparse.Namespace) -> int:
+    from .train import TrainingDiverged, make_model, train
+
     try:
         result = train(config, progress=args.progress, checkpoint_path=args.checkpoint,
                        checkpoint_every=args.checkpoint_every, threads=args.threads)
@@ -151,7 +159,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"fdcheck train: {exc}", file=sys.stderr)
         return 1
     result.save_npz(args.out)
-    metrics, source = _metrics(result, make_model)
+    try:
+        metrics, source = _metrics(result, make_model)
+    except Exception as exc:  # the trained network is saved; say what failed and show what training recorded
+        print(f"fdcheck train: wrote {args.out}, but measuring it failed: {type(exc).__name__}: {exc}",
+              file=sys.stderr)
+        metrics, source, status = dict(result.history[-1]), "last history row (measure_all failed)", 1
+    else:
+        status = 0
     if args.json:
         print(json.dumps({"out": args.out, "seconds": result.seconds, "metrics_source": source, "metrics": metrics},
                          sort_keys=True))
@@ -162,7 +177,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         width = max((len(k) for k in metrics), default=0)
         for key, value in metrics.items():
             print(f"  {key:<{width}}  {_fmt(value)}")
-    return 0
+    return status
 
 
 def _metrics(result: Any, make_model: Callable[..., Any]) -> tuple[dict[str, Any], str]:
@@ -170,8 +185,6 @@ def _metrics(result: Any, make_model: Callable[..., Any]) -> tuple[dict[str, Any
     try:
         from .metrics import measure_all
     except ImportError:
-        measure_all = None
-    if measure_all is None:
         return dict(result.history[-1]), "last history row; fdcheck.metrics is not available"
     model, rngs = make_model(result.config, M=result.M)
     metrics = measure_all(result.W, result.b, result.W0, model, result.config, rngs["eval"], head=result.head)

@@ -42,6 +42,7 @@ that its gradient equals :func:`fdcheck.loss.contrastive_loss_and_grad` on the s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -59,7 +60,7 @@ from .config import ModelConfig
 from .data import SparseCodingModel
 from .network import init_weights
 
-__all__ = ["NOISE_STREAMS", "TrainResult", "TrainingDiverged", "make_model", "train"]
+__all__ = ["NOISE_STREAMS", "TrainResult", "TrainingDiverged", "blas_thread_limit", "make_model", "train"]
 
 NOISE_STREAMS = 4  # fixed, so the draws do not depend on the number of threads
 _CHECKPOINT_FORMAT = 1
@@ -168,7 +169,8 @@ def train(config: ModelConfig, *, M: Any = None, progress: bool | None = None,
             bit-identical to an uninterrupted run (NumPy backend only).
         checkpoint_every: steps between checkpoints (needs ``checkpoint_path``).
         threads: threads drawing the random numbers (default ``$FDCHECK_THREADS``, else ``$OMP_NUM_THREADS``,
-            else ``min(4, cpu count)``); the result does not depend on it.
+            else ``min(4, cpu count)``); the result does not depend on it. BLAS runs on one thread during
+            training unless the environment sets its thread count (see :func:`blas_thread_limit`).
 
     Returns:
         A :class:`TrainResult`. ``history`` has a row at steps ``0, eval_every, 2 eval_every, ...`` and at
@@ -205,7 +207,8 @@ def train(config: ModelConfig, *, M: Any = None, progress: bool | None = None,
     every = checkpoint_every if checkpoint_every is not None else config.eval_every
     show = sys.stderr.isatty() if progress is None else progress
     try:
-        run.loop(show, checkpoint_path, every)
+        with blas_thread_limit():
+            run.loop(show, checkpoint_path, every)
     finally:
         run.close()
     return TrainResult(config=config, W=run.W, b=run.b, W0=W0, M=model.M, head=run.V, history=run.history,
@@ -793,6 +796,25 @@ def _resolve_threads(threads: int | None) -> int:
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads={threads!r} must be an integer >= 1")
     return min(threads, NOISE_STREAMS)
+
+
+_BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
+
+
+def blas_thread_limit() -> Any:
+    """A context that runs BLAS on one thread, unless the environment sets its thread count explicitly.
+
+    The products here are small (``m ≤ 512`` rows); on a shared 2-core machine two OpenBLAS threads made a step
+    10–25× *slower* (busy-waiting threads competing with other processes), and one thread per process is what a
+    sweep runs anyway. Set ``OMP_NUM_THREADS`` (or ``OPENBLAS_NUM_THREADS``) to choose otherwise.
+    """
+    if any(os.environ.get(name) for name in _BLAS_ENV):
+        return contextlib.nullcontext()
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - a dependency; without it BLAS keeps its own default
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _atomic_savez(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:

@@ -77,3 +77,16 @@ def test_divergence_exits_1_with_the_message(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "diverged at step" in err and "eta" in err
     assert not out.exists()
+
+
+def test_measuring_failure_keeps_the_file_and_exits_1(tmp_path, capsys, monkeypatch):
+    def broken(result, make_model):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("fdcheck.cli._metrics", broken)
+    out = tmp_path / "run.npz"
+    assert main(["train", *TINY, "--out", str(out)]) == 1
+    assert out.exists()
+    captured = capsys.readouterr()
+    assert "measuring it failed" in captured.err and "boom" in captured.err
+    assert "top_atom_share" in captured.out

@@ -347,3 +347,45 @@ def test_batches_follow_the_data_model():
     assert np.mean(rates) == pytest.approx(c.p, abs=5 * math.sqrt(c.p * (1 - c.p) / (400 * 32 * 8)))
     assert batch.X.shape == (2 * c.batch + c.negatives, c.d1)
     src.close()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# CuPy (run with -m gpu on a machine with a GPU).
+
+
+@pytest.mark.gpu
+def test_cupy_fused_step_and_training():
+    from fdcheck.backend import cupy_available
+
+    if not cupy_available():
+        pytest.skip("CuPy is not installed or sees no GPU")
+    import cupy
+
+    g = _rng(7)
+    W, x = g.standard_normal((12, 20)), g.standard_normal((25, 20))
+    b = np.full(12, 0.2)
+    X = np.concatenate([x[:8], x[8:16], x[16:]])
+    loss, grad, _ = _contrastive_step(cupy, cupy.asarray(W), cupy.asarray(b), cupy.asarray(X), 8, True, 1.5, True,
+                                      scale=1.0)
+    ref_loss, ref_grad = contrastive_loss_and_grad(W, b, x[:8], x[8:16], x[16:], 1.5)
+    assert loss == pytest.approx(float(ref_loss), rel=1e-10)
+    np.testing.assert_allclose(cupy.asnumpy(grad), ref_grad, rtol=1e-9, atol=1e-12)
+    for augment in ("mask", "none", "supervised"):
+        r = train(tiny(backend="cupy", augment=augment), progress=False)
+        assert isinstance(r.W, cupy.ndarray) and bool(cupy.all(cupy.isfinite(r.W)))
+        assert r.history[-1]["step"] == 30
+
+
+def test_blas_runs_on_one_thread_unless_the_environment_says_otherwise(monkeypatch):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from fdcheck.train import _BLAS_ENV, blas_thread_limit
+
+    for name in _BLAS_ENV:
+        monkeypatch.delenv(name, raising=False)
+    with blas_thread_limit():
+        blas = [p for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
+        assert blas and all(p["num_threads"] == 1 for p in blas)
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    before = [p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
+    with blas_thread_limit():
+        assert [p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"] == before
