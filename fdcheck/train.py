@@ -151,6 +151,8 @@ def make_model(config: ModelConfig, xp: Any = None, M: Any = None) -> tuple[Spar
         xp = get_namespace(config.backend)
     root = Random(config.seed, xp)
     rngs = dict(zip(("dict", "init", "train", "eval"), root.spawn(4)))
+    if M is not None:  # a user's dictionary, in the run's namespace and dtype (validated by from_config)
+        M = xp.asarray(to_numpy(M) if _is_numpy(xp) else M, dtype=getattr(xp, config.dtype))
     model = SparseCodingModel.from_config(config, rngs["dict"], M=M)
     return model, rngs
 

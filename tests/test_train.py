@@ -212,6 +212,24 @@ def test_resume_from_a_checkpoint_is_bit_identical(tmp_path, monkeypatch, augmen
     assert _strip(resumed.history) == _strip(reference.history)
 
 
+def test_a_finished_checkpoint_gives_the_same_result_again(tmp_path):
+    c = tiny()
+    path = tmp_path / "ckpt.npz"
+    first = train(c, progress=False, checkpoint_path=path, checkpoint_every=10)
+    again = train(c, progress=False, checkpoint_path=path, checkpoint_every=10)
+    np.testing.assert_array_equal(first.W, again.W)
+    assert _strip(first.history) == _strip(again.history)
+
+
+def test_a_given_dictionary_is_used_in_the_run_dtype():
+    c = tiny(steps=3)
+    M = np.linalg.qr(_rng(11).standard_normal((c.d1, c.d)))[0]  # float64
+    r = train(c, M=M, progress=False)
+    assert r.M.dtype == np.float32 and np.allclose(r.M, M, atol=1e-7)
+    with pytest.raises(ValueError, match="orthonormal"):
+        train(c, M=2 * M, progress=False)
+
+
 def test_checkpoint_of_another_configuration_is_refused(tmp_path):
     path = tmp_path / "ckpt.npz"
     train(tiny(), progress=False, checkpoint_path=path, checkpoint_every=10)
