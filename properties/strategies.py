@@ -49,6 +49,8 @@ __all__ = [
     "oracle_shapes",
     "register_profiles",
     "reproduce",
+    "REPRO_HEADER",
+    "array_snippet",
     "seeds",
     "tolerance",
     "xp",
@@ -83,9 +85,30 @@ def register_profiles() -> str:
     return settings.get_current_profile_name()
 
 
+# Every reproduction starts with these lines, so a snippet can use the core's names and `xp` (NumPy) as is.
+REPRO_HEADER = """\
+# run with .venv/bin/python from the repository root
+import sys; sys.path.insert(0, "properties")
+import numpy as np
+from fdcheck.augment import no_augmentation, random_mask
+from fdcheck.backend import Random, get_namespace
+from fdcheck.data import SparseCodingModel, make_dictionary
+from fdcheck.loss import contrastive_loss_and_grad, contrastive_loss_from_features
+from fdcheck.network import activation, activation_derivative, decompose, features, init_weights
+xp = get_namespace("numpy")
+"""
+
+
 def reproduce(snippet: str) -> None:
-    """Attach a copy-paste reproduction to the current example (printed only when the property fails)."""
-    note("Reproduce outside Hypothesis with:\n" + snippet)
+    """Attach a copy-paste reproduction (``REPRO_HEADER`` + ``snippet``) to the current example; Hypothesis
+    prints it only when the property fails."""
+    note("Reproduce outside Hypothesis with:\n" + REPRO_HEADER + snippet)
+
+
+def array_snippet(name: str, a: Any) -> str:
+    """``name = np.array([...], dtype=np.float32)``: an exact, copy-paste-able literal of a host array."""
+    a = np.asarray(a)
+    return f"{name} = np.array({a.tolist()!r}, dtype=np.{a.dtype})"
 
 
 # --------------------------------------------------------------------------------------------------- backends
@@ -193,7 +216,7 @@ class DataCase:
         return model, model.sample(self.n, train_rng), train_rng
 
     def repro(self) -> str:
-        return (f"from properties.strategies import DataCase\ncase = {self!r}\n"
+        return (f"from strategies import DataCase\ncase = {self!r}\n"
                 "model, sample, rng = case.build()  # numpy; pass xp=array_api_strict for the other backend")
 
 
@@ -258,7 +281,7 @@ class LossCase:
         return {name: a.astype(dtype) for name, a in out.items()}
 
     def repro(self) -> str:
-        return (f"from properties.strategies import LossCase\ncase = {self!r}\na = case.arrays('float64')\n"
+        return (f"from strategies import LossCase\ncase = {self!r}\na = case.arrays('float64')\n"
                 "from fdcheck.loss import contrastive_loss_and_grad\n"
                 "loss, grad = contrastive_loss_and_grad(a['W'], a['b'], a['x1'], a['x2'], a['x_neg'], case.tau, "
                 "case.include_positive)")

@@ -42,8 +42,7 @@ class MaskCase:
         return to_numpy(x), to_numpy(x_plus), to_numpy(x_plusplus)
 
     def repro(self) -> str:
-        return (f"# from the repository root, with MaskCase from properties/test_augment.py\ncase = {self!r}\n"
-                "x, x_plus, x_plusplus = case.views()")
+        return f"from test_augment import MaskCase\ncase = {self!r}\nx, x_plus, x_plusplus = case.views()"
 
 
 keep_probs = st.one_of(st.just(0.5), st.floats(0.05, 0.95))
@@ -90,7 +89,7 @@ def test_views_are_complementary(case: MaskCase) -> None:
 def test_dense_parts_of_the_two_views_are_orthogonal(case: DataCase, mask_seed: int) -> None:
     """Section 4 (feature decoupling): the noise parts of the views are orthogonal, ``<Dξ, (I − D)ξ> = 0``,
     exactly, while the mask acts linearly on ``x = Mz + ξ``: with the same mask, ``(Mz + ξ)⁺ = (Mz)⁺ + ξ⁺``."""
-    reproduce(case.repro() + f"\nx_plus, x_plusplus = random_mask(sample.xi, Random({mask_seed}, xp))")
+    reproduce(case.repro() + f"\nxi_plus, xi_plusplus = random_mask(sample.xi, Random({mask_seed}, xp))")
     xp = get_namespace("numpy")
     _, sample, _ = case.build(xp)
     xi_plus, xi_plusplus = random_mask(sample.xi, Random(mask_seed, xp))
@@ -136,7 +135,7 @@ def test_views_are_unbiased(seed: int, d1: int, keep_prob: float, dtype: str) ->
     """``E[x⁺] = E[x⁺⁺] = x``: over ``R = 4000`` masks of one ``x``, the mean of each view's coordinate is within
     6 standard errors of ``x_l`` (``se = |x_l| √((1 − q)/(q R))`` for ``x⁺``, ``q ↔ 1 − q`` for ``x⁺⁺``; the
     normal approximation of a Binomial(4000, q ≥ 0.05) puts ``Pr(|z| > 6)`` near 1e-9 per coordinate)."""
-    reproduce(f"x = Random({seed}, xp).normal((1, {d1}), dtype={dtype!r}); reps = xp.tile(x, (4000, 1))\n"
+    reproduce(f"x = Random({seed}, xp).normal((1, {d1}), dtype={dtype!r}); reps = np.tile(x, (4000, 1))\n"
               f"x_plus, x_plusplus = random_mask(reps, Random({seed + 1}, xp), {keep_prob!r})")
     xp = get_namespace("numpy")
     repeats = 4000

@@ -54,7 +54,7 @@ def _same_stream(xp: Any) -> bool:
 @given(case=loss_cases(max_n=5, max_size=8), dtype=dtypes)
 def test_network_functions_agree(xp: Any, case: LossCase, dtype: str) -> None:
     """``activation``, ``activation_derivative``, ``features`` and ``decompose``."""
-    reproduce(case.repro() + f"\n# dtype {dtype}; on namespace {xp.__name__}")
+    reproduce(case.repro() + f"\n# in {dtype}, on namespace {xp.__name__} (xp.asarray each input)")
     a = case.arrays(dtype)
     W, b, x = (xp.asarray(a[k]) for k in ("W", "b", "x1"))
     u = x @ W.T
@@ -68,7 +68,7 @@ def test_network_functions_agree(xp: Any, case: LossCase, dtype: str) -> None:
 @given(case=loss_cases(max_n=5, max_size=8), dtype=dtypes)
 def test_loss_functions_agree(xp: Any, case: LossCase, dtype: str) -> None:
     """``contrastive_loss_and_grad``, ``contrastive_loss_from_features`` and ``softmax_weights``."""
-    reproduce(case.repro() + f"\n# dtype {dtype}; on namespace {xp.__name__}")
+    reproduce(case.repro() + f"\n# in {dtype}, on namespace {xp.__name__} (xp.asarray each input)")
     a = case.arrays(dtype)
     args = [xp.asarray(a[k]) for k in ("W", "b", "x1", "x2", "x_neg")]
     ref_args = [a[k] for k in ("W", "b", "x1", "x2", "x_neg")]
@@ -112,7 +112,7 @@ def test_data_functions_agree(xp: Any, seed: int, d: int, factor: int, n: int, d
        keep_prob=st.one_of(st.just(0.5), st.floats(0.05, 0.95)))
 def test_augmentations_agree(xp: Any, seed: int, n: int, d1: int, dtype: str, keep_prob: float) -> None:
     """``random_mask`` and ``no_augmentation``."""
-    reproduce(f"x = Random({seed}, NUMPY).normal(({n}, {d1}), dtype={dtype!r})\n"
+    reproduce(f"x = Random({seed}, xp).normal(({n}, {d1}), dtype={dtype!r})\n"
               f"random_mask(xp.asarray(x), Random({seed + 1}, xp), {keep_prob!r})")
     x_ref = Random(seed, NUMPY).normal((n, d1), dtype=dtype)
     x = xp.asarray(x_ref)

@@ -16,7 +16,7 @@ from hypothesis import assume, given, note
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from scipy.special import logsumexp
-from strategies import LossCase, dtypes, loss_cases, oracle_shapes, reproduce, seeds
+from strategies import LossCase, array_snippet, dtypes, loss_cases, oracle_shapes, reproduce, seeds
 
 from fdcheck.backend import Random, get_namespace
 from fdcheck.loss import contrastive_loss_and_grad, contrastive_loss_from_features, softmax_weights
@@ -52,7 +52,7 @@ def test_activation_is_the_two_relu_soft_threshold(inputs: tuple[np.ndarray, np.
     """``h(u) = ReLU(u − b) − ReLU(−u − b)`` equals the piecewise soft-threshold exactly, is zero on
     ``|u| ≤ b`` and odd (all exact in floating point: the same roundings happen on both sides)."""
     u, b = inputs
-    note(f"u = np.{u!r}\nb = np.{b!r}")
+    reproduce(f"{array_snippet('u', u)}\n{array_snippet('b', b)}\nh = activation(u, b)")
     h = np.asarray(activation(u, b))
     assert h.dtype == u.dtype
     np.testing.assert_array_equal(h, soft_threshold(u, b))
@@ -65,7 +65,8 @@ def test_activation_is_one_lipschitz(inputs: tuple[np.ndarray, np.ndarray], othe
     """``|h(u) − h(v)| ≤ |u − v|`` (up to the rounding of the subtractions: 4 eps of the operands)."""
     u, b = inputs
     v = other.draw(hnp.arrays(u.dtype, u.shape, elements=finite), label="v")
-    note(f"u = np.{u!r}\nv = np.{v!r}\nb = np.{b!r}")
+    reproduce(f"{array_snippet('u', u)}\n{array_snippet('v', v)}\n{array_snippet('b', b)}\n"
+              "lhs = np.abs(activation(u, b) - activation(v, b))")
     u64, v64, b64 = (a.astype(np.float64) for a in (u, v, b))
     lhs = np.abs(np.asarray(activation(u, b), np.float64) - np.asarray(activation(v, b), np.float64))
     slack = 4 * np.finfo(u.dtype).eps * (np.abs(u64) + np.abs(v64) + 2 * b64)
@@ -77,7 +78,7 @@ def test_activation_derivative(inputs: tuple[np.ndarray, np.ndarray]) -> None:
     """``h'(u) = 1{|u| > b}`` (0 at the kinks, one-sided), and it matches a central difference of ``h`` away
     from the kinks (``h`` is linear with slope 0 or 1 within ``step`` of such a point, so exactly)."""
     u, b = (a.astype(np.float64) for a in inputs)
-    note(f"u = np.{u!r}\nb = np.{b!r}")
+    reproduce(f"{array_snippet('u', u)}\n{array_snippet('b', b)}\nh = activation(u, b)")
     dh = np.asarray(activation_derivative(u, b))
     np.testing.assert_array_equal(dh, (np.abs(u) > b).astype(np.float64))
     step = 1e-3
@@ -102,7 +103,7 @@ def test_decomposition_over_atoms_and_complement(seed: int, d: int, factor: int,
     """Theorem 3.4's decomposition: ``w_i = Σ_j alpha_ij M_j + perp_i`` with ``alpha = W M`` and ``perp_i ⟂ M``."""
     from fdcheck.data import make_dictionary
 
-    reproduce(f"xp = fdcheck.backend.get_namespace('numpy'); rng = Random({seed}, xp)\n"
+    reproduce(f"rng = Random({seed}, xp)\n"
               f"M = make_dictionary({d * factor}, {d}, rng, {dtype!r}); W = rng.normal(({m}, {d * factor}), "
               f"dtype={dtype!r}); decompose(W, M)")
     xp = get_namespace("numpy")
@@ -123,7 +124,7 @@ def test_initialisation(seed: int, m: int, d1: int, init_std: float, dtype: str)
     is ``χ²(m·d1)`` (two-sided test at 1e-6)."""
     from scipy import stats
 
-    reproduce(f"init_weights({m}, {d1}, {init_std!r}, Random({seed}, get_namespace('numpy')), {dtype!r})")
+    reproduce(f"W, b = init_weights({m}, {d1}, {init_std!r}, Random({seed}, xp), {dtype!r})")
     W, b = init_weights(m, d1, init_std, Random(seed, get_namespace("numpy")), dtype)
     assert W.shape == (m, d1) and b.shape == (m,) and str(W.dtype) == dtype == str(b.dtype)
     np.testing.assert_array_equal(b, 0)

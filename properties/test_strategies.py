@@ -5,6 +5,7 @@ the ones promised and the namespace check can fail."""
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +13,14 @@ import numpy as np
 import pytest
 import strategies
 from hypothesis import given, settings
+from hypothesis._settings import is_in_ci  # the detection Hypothesis itself uses to load the "ci" profile
 from strategies import (
     ORACLE_SHAPES,
     PROFILES,
+    REPRO_HEADER,
     DataCase,
     LossCase,
+    array_snippet,
     assert_namespace,
     backend_params,
     data_cases,
@@ -45,8 +49,8 @@ def test_the_selected_profile_is_loaded() -> None:
     chosen = os.environ.get("HYPOTHESIS_PROFILE")
     if chosen:
         expected = chosen
-    elif os.environ.get("CI"):
-        expected = "ci"  # Hypothesis loads it itself when it detects CI
+    elif is_in_ci():
+        expected = "ci"  # Hypothesis loads it itself when it detects CI (the CI variable, among others)
     else:
         expected = "default"
     assert settings.get_current_profile_name() == expected
@@ -93,19 +97,25 @@ def test_model_configs_are_valid(config: ModelConfig) -> None:
 
 
 def test_reproductions_rebuild_the_same_inputs(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The printed snippets run from the repository root and rebuild exactly the inputs of the failing case."""
-    monkeypatch.syspath_prepend(str(ROOT))
+    """The printed snippets (header included) run from the repository root and rebuild exactly the inputs of
+    the failing case."""
     monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the header inserts properties/ into sys.path
     loss_case = LossCase(m=2, d1=3, n=2, k=1, tau=1.5, w_scale=0.7, b_frac=0.2, seed=11, include_positive=True)
     namespace: dict[str, Any] = {}
-    exec(loss_case.repro(), namespace)  # noqa: S102
+    exec(REPRO_HEADER + loss_case.repro(), namespace)  # noqa: S102
     for name, value in loss_case.arrays().items():
         np.testing.assert_array_equal(namespace["a"][name], value)
     assert np.isfinite(namespace["loss"])
     data_case = DataCase(d=4, d1=8, p=0.3, noise_variance=0.1, n=5, seed=3, dtype="float64")
     namespace = {}
-    exec(data_case.repro(), namespace)  # noqa: S102
+    exec(REPRO_HEADER + data_case.repro(), namespace)  # noqa: S102
     np.testing.assert_array_equal(namespace["sample"].x, data_case.build()[1].x)
+    namespace = {}
+    u = np.array([[0.1, -3.0]], dtype=np.float32)
+    exec(REPRO_HEADER + array_snippet("u", u), namespace)  # noqa: S102
+    assert namespace["u"].dtype == np.float32
+    np.testing.assert_array_equal(namespace["u"], u)
 
 
 def test_namespace_check_can_fail() -> None:
