@@ -6,6 +6,11 @@ result (``W``, ``b``, ``W0``, ``M``, ``config`` as JSON, ``history`` as JSON; ``
 reads it) and prints the trained network's metrics (``fdcheck.metrics.measure_all`` on the run's evaluation
 stream). Exit status: 0 on success, 1 when training diverged or measuring failed (the file is still written in
 the latter case), 2 on bad usage (the message names the parameter).
+
+``fdcheck verify --out DIR [--d 16,32,64] [--seeds 3] [--quick] [--backend numpy|cupy] [--scheduler ADDRESS]``
+checks every claim of :mod:`fdcheck.claims` (see :func:`fdcheck.verify.run_verify`); ``fdcheck report --from DIR``
+rewrites the report of such a directory. Both follow DESIGN.md's exit codes: 0 when every claim passes or fails
+as declared expected, 1 otherwise, 2 on bad usage.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import argparse
 import dataclasses
 import json
 import math
+import shlex
 import sys
 from typing import Any, Callable, Sequence
 
@@ -110,7 +116,7 @@ def _float(name: str) -> Callable[[str], float]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``fdcheck`` parser with its subcommands (``train``; ``verify`` and ``report`` are added by their owners)."""
+    """The ``fdcheck`` parser with its subcommands ``train``, ``verify`` and ``report``."""
     parser = _Parser(prog="fdcheck", description="Executable checks of Wen & Li (ICML 2021), contrastive learning "
                                                  "and feature decoupling.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -130,7 +136,91 @@ def build_parser() -> argparse.ArgumentParser:
                    help="threads drawing random numbers (the result does not depend on it)")
     t.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     t.set_defaults(handler=_cmd_train)
+
+    v = sub.add_parser("verify", help="check every claim of the paper across d and seeds, write claims.json and "
+                                      "the report",
+                       description="Train the grid d × seed × variant (resuming what OUT/store already holds), "
+                                   "evaluate every claim of fdcheck.claims and write OUT/claims.json, "
+                                   "OUT/report.md, OUT/report.html and OUT/figures/. Exit 0 when every claim passes "
+                                   "(or fails as declared expected), 1 otherwise, 2 on bad usage.")
+    v.add_argument("--out", default="fdcheck-report", metavar="DIR", help="output directory (default: %(default)s)")
+    v.add_argument("--d", type=_int_list("d"), default=None, metavar="D,D,...",
+                   help="dimensions d (default: 16,32,64; with --quick 12,16,24)")
+    v.add_argument("--seeds", type=_int("seeds"), default=None, metavar="N",
+                   help="seeds 0..N-1 per d and variant (default: 3; with --quick 2)")
+    v.add_argument("--backend", default="numpy", metavar="{numpy,cupy}", help="array backend (default: numpy)")
+    v.add_argument("--quick", action="store_true", help="the small grid (about 2 minutes on two cores)")
+    v.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run on a Dask cluster: tcp://host:port, or 'local' for a local Dask cluster "
+                        "(default: local processes)")
+    v.add_argument("--set", dest="overrides", action="append", type=_assignment, default=[], metavar="FIELD=VALUE",
+                   help="override a ModelConfig field in every run, e.g. --set steps=2000 --set eta=0.1 "
+                        "(repeatable; d, seed, augment and bias are set by the grid)")
+    v.add_argument("--workers", type=_int("workers"), default=2, metavar="N",
+                   help="worker processes for the local executors (default: %(default)s)")
+    v.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar on stderr (default: when stderr is a terminal)")
+    v.set_defaults(handler=_cmd_verify)
+
+    r = sub.add_parser("report", help="rewrite the report of a verify output directory",
+                       description="Rewrite DIR/report.md, DIR/report.html and DIR/figures/ from DIR/claims.json "
+                                   "and its results store.")
+    r.add_argument("--from", dest="source", required=True, metavar="DIR", help="the output directory of verify")
+    r.set_defaults(handler=_cmd_report)
     return parser
+
+
+def _int_list(name: str) -> Callable[[str], list[int]]:
+    def parse(text: str) -> list[int]:
+        try:
+            return [int(part) for part in text.split(",") if part.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"--{name}={text!r} must be integers separated by commas") from None
+    return parse
+
+
+def _assignment(text: str) -> tuple[str, Any]:
+    """``FIELD=VALUE`` with VALUE read as an int, a float, true/false, or else a string."""
+    name, sep, raw = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"--set {text!r} must look like FIELD=VALUE")
+    value: Any = raw
+    if raw.lower() in ("true", "false"):
+        value = raw.lower() == "true"
+    else:
+        for kind in (int, float):
+            try:
+                value = kind(raw)
+                break
+            except ValueError:
+                continue
+    return name.replace("-", "_"), value
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from .verify import DEFAULT_GRID, QUICK_GRID, Grid, run_verify, verdict_table
+
+    base = QUICK_GRID if args.quick else DEFAULT_GRID
+    grid = Grid(d=tuple(args.d) if args.d else base.d, seeds=args.seeds if args.seeds is not None else base.seeds,
+                overrides=tuple(args.overrides))
+    grid.specs(args.backend)  # every configuration is validated before any work
+    if args.workers < 1:
+        raise ValueError(f"workers={args.workers} is out of range; allowed: [1, inf)")
+    document, code = run_verify(args.out, grid, backend=args.backend, scheduler=args.scheduler,
+                                workers=args.workers, progress=args.progress,
+                                command=shlex.join(["fdcheck", *args.argv]), quick=args.quick)
+    print(verdict_table(document))
+    print(f"\nwrote {args.out}/claims.json, report.md, report.html and figures/ in {document['seconds']:.0f} s; "
+          f"exit {code}")
+    return code
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import report_from_dir
+
+    paths = report_from_dir(args.source)
+    print(f"wrote {paths['markdown']}, {paths['html']} and {paths['figures']}/")
+    return 0
 
 
 def _config_from_args(args: argparse.Namespace) -> ModelConfig:
@@ -200,8 +290,10 @@ def _fmt(value: Any) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``fdcheck`` command with ``argv`` (default ``sys.argv[1:]``) and return the exit status."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = parser.parse_args(argv)
+        args.argv = argv  # the command as given, recorded at the top of the report
     except _UsageError as exc:
         exc.parser.print_usage(sys.stderr)
         print(exc, file=sys.stderr)

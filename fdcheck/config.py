@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +31,10 @@ SCALING = {
     "c_sigma": 1.0,  # σ_ξ² = c_sigma √log d / d  (a variance, as in the paper)
     "tau_log_power": 1.0,  # τ = (log d)^tau_log_power, a polylog
     "eta": 0.2,
-    "c_lam": 0.3,  # λ = c_lam / d^lam_power, inside the paper's window [d^-1.499, d^-1.001]
+    # λ = c_lam / d^lam_power. The exponent lies inside the paper's window [d^-1.499, d^-1.001], but with the
+    # constant 0.3 the value is below d^-1.499 for d < 126, i.e. at every d run here: the window is asymptotic and
+    # leaves the constant open; larger λ let weight decay win at these d (shared/REGIMES.md).
+    "c_lam": 0.3,
     "lam_power": 1.25,
     "init_std": 0.0156,  # σ0, a standard deviation: ||w_i(0)|| = σ0 √d1 ≈ 0.5 at d1 = 1024
     "batch": 128,
@@ -44,7 +48,7 @@ SCALING = {
 
 
 def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
 
 def _check_range(name: str, value: Any, low: float | None, high: float | None, *, low_open: bool = False,
@@ -54,7 +58,7 @@ def _check_range(name: str, value: Any, low: float | None, high: float | None, *
     hi = "inf" if high is None else f"{high:g}"
     allowed = f"{'(' if low_open or low is None else '['}{lo}, {hi}{')' if high_open or high is None else ']'}"
     kind = "an integer" if integer else "a finite number"
-    if integer and not (isinstance(value, int) and not isinstance(value, bool)):
+    if integer and not (isinstance(value, numbers.Integral) and not isinstance(value, bool)):
         raise ValueError(f"{name}={value!r} must be {kind} in {allowed}")
     if not _is_number(value) or not math.isfinite(value):
         raise ValueError(f"{name}={value!r} must be {kind} in {allowed}")
@@ -122,6 +126,13 @@ class ModelConfig:
     backend: str = "numpy"
 
     def __post_init__(self) -> None:
+        # NumPy scalars are accepted and stored as Python numbers, so the configuration stays JSON-serialisable.
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, numbers.Integral) and not isinstance(value, (bool, int)):
+                object.__setattr__(self, f.name, int(value))
+            elif isinstance(value, numbers.Real) and not isinstance(value, (bool, int, float)):
+                object.__setattr__(self, f.name, float(value))
         _check_range("d", self.d, 2, None, integer=True)
         _check_range("d1", self.d1, self.d, None, integer=True)
         _check_range("m", self.m, 1, None, integer=True)

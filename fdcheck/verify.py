@@ -1,0 +1,135 @@
+"""``fdcheck verify``: run the grid every claim needs, evaluate the claims, write ``claims.json`` and the report.
+
+The pipeline is DESIGN.md's bottom row: the grid of runs (``d × seed × variant``) goes through
+:func:`fdcheck.sweep.run_sweep` into the results store under ``OUT/store`` (so an interrupted verify resumes and
+recomputes only the unfinished runs), :func:`fdcheck.claims.claims_document` turns the records into verdicts, and
+:func:`fdcheck.report.write_report` writes the report beside ``claims.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .claims import CLAIMS, claims_document, exit_code, load_deviations
+
+__all__ = ["DEFAULT_GRID", "QUICK_GRID", "Grid", "run_verify", "verdict_table", "write_json_atomic"]
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The runs of a verification: every ``d``, seeds ``0..seeds-1`` and every variant the claims read."""
+
+    d: tuple[int, ...]
+    seeds: int
+    overrides: tuple[tuple[str, Any], ...] = ()  # ModelConfig fields set in every run, e.g. (("steps", 2000),)
+
+    def __post_init__(self) -> None:
+        if not self.d or any(not isinstance(d, int) or d < 3 for d in self.d):
+            raise ValueError(f"d={list(self.d)!r} must be a non-empty list of integers >= 3")
+        if not isinstance(self.seeds, int) or self.seeds < 1:
+            raise ValueError(f"seeds={self.seeds!r} must be an integer >= 1")
+
+    @property
+    def variants(self) -> tuple[str, ...]:
+        order = ("mask", "none", "none_schedule", "supervised")
+        needed = set().union(*(c.variants for c in CLAIMS))
+        return tuple(v for v in order if v in needed)
+
+    def specs(self, backend: str = "numpy") -> list[Any]:
+        """One :class:`fdcheck.sweep.RunSpec` per run, largest ``d`` first so the slowest runs start early."""
+        from .sweep import RunSpec
+
+        overrides = dict(self.overrides) | ({} if backend == "numpy" else {"backend": backend})
+        return [RunSpec(d=d, seed=s, variant=v, overrides=tuple(sorted(overrides.items())))
+                for d in sorted(self.d, reverse=True) for s in range(self.seeds) for v in self.variants]
+
+
+# d = 16, 32, 64 along one scaling (ModelConfig.scaled), three seeds: about 10 minutes on two cores.
+DEFAULT_GRID = Grid(d=(16, 32, 64), seeds=3)
+# Smaller d and two seeds (a trend needs at least two seeds to have an error bar): about 2 minutes.
+QUICK_GRID = Grid(d=(12, 16, 24), seeds=2)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON through a temporary file in the same folder and ``os.replace``: never a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, sort_keys=False, allow_nan=False)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def verdict_table(document: dict[str, Any]) -> str:
+    """A short plain-text verdict table for the terminal."""
+    rows = [("claim", "paper", "verdict", "value at each d (mean over seeds) vs threshold")]
+    for c in document["claims"]:
+        verdict = c["verdict"].upper() + (" (expected)" if c["expected_fail"] else "")
+        cells = ", ".join(f"d={r['d']}: {r['mean']:.3g} {c['comparison']} {r['threshold']:.3g}"
+                          for r in c["trend"]["per_d"])
+        rows.append((c["id"], c["paper_ref"].split(" (")[0], verdict, cells or "no runs"))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = ["  ".join(r[i].ljust(widths[i]) for i in range(3)) + "  " + r[3] for r in rows]
+    counts = {}
+    for c in document["claims"]:
+        key = c["verdict"] + (" (expected)" if c["expected_fail"] else "")
+        counts[key] = counts.get(key, 0) + 1
+    lines.append("")
+    lines.append(", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    return "\n".join(lines)
+
+
+def run_verify(out: str | Path, grid: Grid, *, backend: str = "numpy", scheduler: str | None = None,
+               workers: int = 2, progress: bool | None = None, command: str = "fdcheck verify",
+               quick: bool = False) -> tuple[dict[str, Any], int]:
+    """Run (or resume) the grid, evaluate every claim and write ``claims.json`` and the report under ``out``.
+
+    Returns the claims document and the exit code of :func:`fdcheck.claims.exit_code`.
+    """
+    from .sweep import ResultsStore, run_sweep
+
+    if backend not in ("numpy", "cupy"):
+        raise ValueError(f"backend={backend!r} is not supported; allowed: numpy, cupy")
+    if backend == "cupy":
+        from .backend import cupy_available
+
+        if not cupy_available():
+            raise ValueError("backend='cupy' needs CuPy and a visible GPU; install the 'gpu' extra on a GPU machine")
+    out = Path(out)
+    deviations = load_deviations()  # fail on a broken deviations file before any training
+    started = datetime.now(timezone.utc)
+    t0 = time.perf_counter()
+    specs = grid.specs(backend)
+    store = ResultsStore(out / "store")
+    executor = "dask" if scheduler else "local"
+    records = run_sweep(specs, store, executor=executor, scheduler=scheduler, workers=workers,
+                        progress=sys.stderr.isatty() if progress is None else progress)
+    header = {
+        "backend": backend,
+        "command": command,
+        "started": started.isoformat(timespec="seconds"),
+        "seconds": round(time.perf_counter() - t0, 1),
+        "store": "store",
+    }
+    grid_doc = {"d": list(grid.d), "seeds": list(range(grid.seeds)), "variants": list(grid.variants), "quick": quick,
+                "overrides": dict(grid.overrides)}
+    document = claims_document(records, grid=grid_doc, deviations=deviations, **header)
+    write_json_atomic(out / "claims.json", document)
+    from .report import write_report
+
+    write_report(out, document, records, store_dir=out / "store")
+    return document, exit_code(document)
