@@ -8,9 +8,12 @@ stream). Exit status: 0 on success, 1 when training diverged or measuring failed
 the latter case), 2 on bad usage (the message names the parameter).
 
 ``fdcheck verify --out DIR [--d 16,32,64] [--seeds 3] [--quick] [--backend numpy|cupy] [--scheduler ADDRESS]``
-checks every claim of :mod:`fdcheck.claims` (see :func:`fdcheck.verify.run_verify`); ``fdcheck report --from DIR``
-rewrites the report of such a directory. Both follow DESIGN.md's exit codes: 0 when every claim passes or fails
-as declared expected, 1 otherwise, 2 on bad usage.
+checks every claim of :mod:`fdcheck.claims` (see :func:`fdcheck.verify.run_verify`): exit 0 when every claim
+passes or fails as declared expected, 1 otherwise, 2 on bad usage (DESIGN.md). ``fdcheck report --from DIR``
+rewrites the report of such a directory: exit 0 when written, 1 when it failed, 2 on bad usage.
+
+Bad usage (a value out of range, an unknown field) is detected before any work; an error during the work itself
+exits 1 with its message.
 """
 
 from __future__ import annotations
@@ -38,6 +41,18 @@ class _UsageError(Exception):
     def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
         super().__init__(message)
         self.parser = parser
+
+
+class _BadValue(ValueError):
+    """A value the user gave is invalid: exit status 2 (raised only before any work starts)."""
+
+
+def _validated(build: Callable[[], Any]) -> Any:
+    """Run the validation step ``build``; its ``ValueError`` is bad usage."""
+    try:
+        return build()
+    except ValueError as exc:
+        raise _BadValue(str(exc)) from exc
 
 
 class _Parser(argparse.ArgumentParser):
@@ -156,6 +171,13 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--set", dest="overrides", action="append", type=_assignment, default=[], metavar="FIELD=VALUE",
                    help="override a ModelConfig field in every run, e.g. --set steps=2000 --set eta=0.1 "
                         "(repeatable; d, seed, augment and bias are set by the grid)")
+    v.add_argument("--d1", dest="d1_rule", choices=("scaled", "square"), default="scaled",
+                   help="input dimension: scaled (d1 = 16 d, the measured regime) or square (d1 = d², memory "
+                        "allowing; outside the measured regime: the input energy d1σ² then grows like d√log d, so "
+                        "eta and init_std may need --set)")
+    v.add_argument("--retry-errors", action="store_true",
+                   help="recompute runs whose stored record is an error (by default a failed run is kept, so a "
+                        "deterministic failure is not recomputed on every resume)")
     v.add_argument("--workers", type=_int("workers"), default=2, metavar="N",
                    help="worker processes for the local executors (default: %(default)s)")
     v.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -198,16 +220,22 @@ def _assignment(text: str) -> tuple[str, Any]:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from .verify import DEFAULT_GRID, QUICK_GRID, Grid, run_verify, verdict_table
+    from .verify import DEFAULT_GRID, QUICK_GRID, Grid, check_backend, run_verify, verdict_table
 
-    base = QUICK_GRID if args.quick else DEFAULT_GRID
-    grid = Grid(d=tuple(args.d) if args.d else base.d, seeds=args.seeds if args.seeds is not None else base.seeds,
-                overrides=tuple(args.overrides))
-    grid.specs(args.backend)  # every configuration is validated before any work
-    if args.workers < 1:
-        raise ValueError(f"workers={args.workers} is out of range; allowed: [1, inf)")
+    def build() -> Grid:
+        base = QUICK_GRID if args.quick else DEFAULT_GRID
+        grid = Grid(d=tuple(args.d) if args.d else base.d,
+                    seeds=args.seeds if args.seeds is not None else base.seeds,
+                    overrides=tuple(args.overrides), d1_rule=args.d1_rule)
+        check_backend(args.backend)
+        if args.workers < 1:
+            raise ValueError(f"workers={args.workers} is out of range; allowed: [1, inf)")
+        grid.specs(args.backend)  # every configuration of the grid is validated before any work
+        return grid
+
+    grid = _validated(build)
     document, code = run_verify(args.out, grid, backend=args.backend, scheduler=args.scheduler,
-                                workers=args.workers, progress=args.progress,
+                                workers=args.workers, progress=args.progress, retry_errors=args.retry_errors,
                                 command=shlex.join(["fdcheck", *args.argv]), quick=args.quick)
     print(verdict_table(document))
     print(f"\nwrote {args.out}/claims.json, report.md, report.html and figures/ in {document['seconds']:.0f} s; "
@@ -216,8 +244,12 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from .report import report_from_dir
 
+    if not (Path(args.source) / "claims.json").is_file():
+        raise _BadValue(f"--from {args.source!r} holds no claims.json; expected the output directory of fdcheck verify")
     paths = report_from_dir(args.source)
     print(f"wrote {paths['markdown']}, {paths['html']} and {paths['figures']}/")
     return 0
@@ -232,9 +264,9 @@ def _config_from_args(args: argparse.Namespace) -> ModelConfig:
 def _cmd_train(args: argparse.Namespace) -> int:
     from .train import blas_thread_limit
 
-    config = _config_from_args(args)  # ValueError -> exit 2, before any work
+    config = _validated(lambda: _config_from_args(args))  # exit 2 before any work
     if args.checkpoint_every is not None and args.checkpoint is None:
-        raise ValueError("--checkpoint-every needs --checkpoint")
+        raise _BadValue("--checkpoint-every needs --checkpoint")
     with blas_thread_limit():  # the probes of measure_all are small BLAS work too
         return _train_and_report(config, args)
 
@@ -302,9 +334,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     try:
         return int(args.handler(args))
-    except ValueError as exc:
+    except _BadValue as exc:
         print(f"fdcheck {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except (ValueError, OSError, RuntimeError) as exc:
+        print(f"fdcheck {args.command}: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"fdcheck {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -20,7 +20,7 @@ from typing import Any
 
 from .claims import CLAIMS, claims_document, exit_code, load_deviations
 
-__all__ = ["DEFAULT_GRID", "QUICK_GRID", "Grid", "run_verify", "verdict_table", "write_json_atomic"]
+__all__ = ["DEFAULT_GRID", "QUICK_GRID", "Grid", "check_backend", "run_verify", "verdict_table", "write_json_atomic"]
 
 
 @dataclass(frozen=True)
@@ -30,12 +30,17 @@ class Grid:
     d: tuple[int, ...]
     seeds: int
     overrides: tuple[tuple[str, Any], ...] = ()  # ModelConfig fields set in every run, e.g. (("steps", 2000),)
+    d1_rule: str = "scaled"  # "scaled": d1 = 16 d (ModelConfig.scaled); "square": d1 = d², the paper's poly(d)
 
     def __post_init__(self) -> None:
         if not self.d or any(not isinstance(d, int) or d < 3 for d in self.d):
             raise ValueError(f"d={list(self.d)!r} must be a non-empty list of integers >= 3")
         if not isinstance(self.seeds, int) or self.seeds < 1:
             raise ValueError(f"seeds={self.seeds!r} must be an integer >= 1")
+        if self.d1_rule not in ("scaled", "square"):
+            raise ValueError(f"d1_rule={self.d1_rule!r} is not allowed; allowed: scaled, square")
+        if self.d1_rule == "square" and "d1" in dict(self.overrides):
+            raise ValueError("d1 is set both by d1_rule='square' and by an override; choose one")
 
     @property
     def variants(self) -> tuple[str, ...]:
@@ -48,13 +53,17 @@ class Grid:
         from .sweep import RunSpec
 
         overrides = dict(self.overrides) | ({} if backend == "numpy" else {"backend": backend})
-        return [RunSpec(d=d, seed=s, variant=v, overrides=tuple(sorted(overrides.items())))
+        def at(d: int) -> tuple[tuple[str, Any], ...]:
+            return tuple(sorted((overrides | ({"d1": d * d} if self.d1_rule == "square" else {})).items()))
+
+        return [RunSpec(d=d, seed=s, variant=v, overrides=at(d))
                 for d in sorted(self.d, reverse=True) for s in range(self.seeds) for v in self.variants]
 
 
-# d = 16, 32, 64 along one scaling (ModelConfig.scaled), three seeds: about 10 minutes on two cores.
+# d = 16, 32, 64 along one scaling (ModelConfig.scaled), three seeds: about 7 minutes on two cores.
 DEFAULT_GRID = Grid(d=(16, 32, 64), seeds=3)
-# Smaller d and two seeds (a trend needs at least two seeds to have an error bar): about 2 minutes.
+# Smaller d and two seeds (seeds that disagree make a claim inconclusive, which one seed cannot show): about a
+# minute on two cores.
 QUICK_GRID = Grid(d=(12, 16, 24), seeds=2)
 
 
@@ -93,15 +102,8 @@ def verdict_table(document: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run_verify(out: str | Path, grid: Grid, *, backend: str = "numpy", scheduler: str | None = None,
-               workers: int = 2, progress: bool | None = None, command: str = "fdcheck verify",
-               quick: bool = False) -> tuple[dict[str, Any], int]:
-    """Run (or resume) the grid, evaluate every claim and write ``claims.json`` and the report under ``out``.
-
-    Returns the claims document and the exit code of :func:`fdcheck.claims.exit_code`.
-    """
-    from .sweep import ResultsStore, run_sweep
-
+def check_backend(backend: str) -> None:
+    """Raise ``ValueError`` unless ``backend`` can run a verification here (``numpy``; ``cupy`` with a GPU)."""
     if backend not in ("numpy", "cupy"):
         raise ValueError(f"backend={backend!r} is not supported; allowed: numpy, cupy")
     if backend == "cupy":
@@ -109,6 +111,18 @@ def run_verify(out: str | Path, grid: Grid, *, backend: str = "numpy", scheduler
 
         if not cupy_available():
             raise ValueError("backend='cupy' needs CuPy and a visible GPU; install the 'gpu' extra on a GPU machine")
+
+
+def run_verify(out: str | Path, grid: Grid, *, backend: str = "numpy", scheduler: str | None = None,
+               workers: int = 2, progress: bool | None = None, retry_errors: bool = False,
+               command: str = "fdcheck verify", quick: bool = False) -> tuple[dict[str, Any], int]:
+    """Run (or resume) the grid, evaluate every claim and write ``claims.json`` and the report under ``out``.
+
+    Returns the claims document and the exit code of :func:`fdcheck.claims.exit_code`.
+    """
+    from .sweep import ResultsStore, run_sweep
+
+    check_backend(backend)
     out = Path(out)
     deviations = load_deviations()  # fail on a broken deviations file before any training
     started = datetime.now(timezone.utc)
@@ -117,16 +131,18 @@ def run_verify(out: str | Path, grid: Grid, *, backend: str = "numpy", scheduler
     store = ResultsStore(out / "store")
     executor = "dask" if scheduler else "local"
     records = run_sweep(specs, store, executor=executor, scheduler=scheduler, workers=workers,
-                        progress=sys.stderr.isatty() if progress is None else progress)
+                        progress=sys.stderr.isatty() if progress is None else progress, retry_errors=retry_errors)
     header = {
         "backend": backend,
         "command": command,
         "started": started.isoformat(timespec="seconds"),
-        "seconds": round(time.perf_counter() - t0, 1),
+        "seconds": round(time.perf_counter() - t0, 1),  # this invocation (a resumed verify counts only its part)
+        "compute_seconds": round(sum(float(r.get("seconds") or 0) for r in records), 1),  # every run, one core each
         "store": "store",
+        "runs": [r["key"] for r in records if r.get("key")],  # the store records this document was computed from
     }
     grid_doc = {"d": list(grid.d), "seeds": list(range(grid.seeds)), "variants": list(grid.variants), "quick": quick,
-                "overrides": dict(grid.overrides)}
+                "overrides": dict(grid.overrides), "d1_rule": grid.d1_rule}
     document = claims_document(records, grid=grid_doc, deviations=deviations, **header)
     write_json_atomic(out / "claims.json", document)
     from .report import write_report

@@ -19,10 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
+from fdcheck import metrics, train
 from fdcheck.config import ModelConfig
-
-train = pytest.importorskip("fdcheck.train")
-metrics = pytest.importorskip("fdcheck.metrics")
 
 THOROUGH = os.environ.get("HYPOTHESIS_PROFILE") == "thorough"
 EXAMPLES = 20 if THOROUGH else 1

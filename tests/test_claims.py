@@ -80,6 +80,23 @@ def test_missing_run_is_inconclusive_not_pass():
     assert out["verdict"] == "inconclusive"
 
 
+def test_missing_seed_blocks_a_pass():
+    """Seed 2 has no run at d = 32: the other seeds alone must not give a pass."""
+    values = {(d, s): 0.6 + 0.1 * i + 0.001 * s for i, d in enumerate((16, 32, 64)) for s in range(3)}
+    del values[(32, 2)]
+    out = evaluate_claim(CLAIM, grid_records(values), grid_d=[16, 32, 64], grid_seeds=[0, 1, 2])
+    assert out["verdict"] == "inconclusive"
+    assert "d=32 seed=2: no run" in out["reason"]
+
+
+def test_measured_threshold_with_the_quantity_missing_is_undefined_not_a_crash():
+    claim = Claim(id="t-cmp", paper_ref="t", statement="t", quantity="mse", variant="mask", comparison="<",
+                  threshold=Measured("mse", "none"), trend="none", rationale="t")
+    recs = [record(16, 0, "mask", mse=0.3), record(16, 0, "none", other=0.7)]
+    out = evaluate_claim(claim, recs)
+    assert out["verdict"] == "inconclusive" and "undefined" in out["reason"]
+
+
 def test_failed_run_is_reported_missing():
     recs = grid_records({(16, 0): 0.6, (32, 0): 0.7, (64, 0): 0.8})
     recs[1] = {"config": recs[1]["config"], "error": "TrainingDiverged at step 3"}
@@ -150,3 +167,10 @@ def test_deviations_file_with_unknown_claim_is_rejected(tmp_path):
 def test_variant_of_round_trips(variant):
     augment, bias = VARIANT_CONFIG[variant]
     assert variant_of({"augment": augment, "bias": bias}) == variant
+
+
+def test_unknown_variant_is_not_evidence():
+    assert variant_of({"augment": "supervised", "bias": "none"}) is None
+    recs = grid_records({(16, 0): 0.6}) + [{"config": {"d": 16, "seed": 0, "augment": "supervised", "bias": "none"},
+                                            "metrics": {"q": 0.0}}]
+    assert len(evaluate_claim(CLAIM, recs)["evidence"]) == 1
