@@ -11,10 +11,11 @@ site: pipe tables, relative image links) and the HTML (one self-contained file: 
 DataFrames. Figures use Matplotlib's object API on the Agg canvas, so no pyplot state leaks between figures or into
 the caller. Every file is written atomically (temporary file, then ``os.replace``).
 
-Inputs are the ``claims.json`` document and the store records of ``notes/CONTRACTS.md``: ``{"key", "config",
-"metrics", "history", "seconds", "arrays", ...}`` where ``arrays`` names an ``.npz`` (``W``, ``b``, ``W0``, ``M``)
-relative to the store directory. A missing variant, metric or array file never crashes the report: the panel is
-left out and the report says so.
+Inputs are the ``claims.json`` document (DESIGN.md's ``claims.json`` schema; each entry of its ``"claims"`` list is
+what :func:`fdcheck.claims.evaluate_claim` returns) and the store records of :mod:`fdcheck.sweep` (its "Record
+format"): ``{"key", "config", "metrics", "history", "seconds", "arrays", ...}`` where ``arrays`` names an ``.npz``
+(``W``, ``b``, ``W0``, ``M``) relative to the store directory. A missing variant, metric or array file never
+crashes the report: the panel is left out and the report says so.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import textwrap
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +41,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
 from . import __version__
+from ._atomic import atomic_write_bytes
 from .backend import Random
 from .config import ModelConfig
 from .data import SparseCodingModel
@@ -70,7 +71,7 @@ FIGURE_SAMPLES = 2000  # fresh samples per variant for the sparsity histogram (F
 PROJECTION_ATOMS = 8  # atoms shown in the 2-D projection: more than about 8 colours stop being distinguishable
 PROJECTION_PER_ATOM = 40  # 320 points: t-SNE takes about a second per panel
 
-# (augment, bias) of a run -> its variant name, as in fdcheck.sweep.VARIANTS (notes/CONTRACTS.md).
+# (augment, bias) of a run -> its variant name, as in fdcheck.sweep.VARIANTS.
 _VARIANT_OF = {
     ("mask", "schedule"): "mask",
     ("none", "none"): "none",
@@ -87,7 +88,7 @@ VARIANT_LABELS = {
 VARIANT_COLORS = {"mask": "#1f77b4", "none": "#d62728", "none_schedule": "#ff7f0e", "supervised": "#2ca02c"}
 _EXTRA_COLORS = ("#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 
-# Axis labels (with units) for the quantities of notes/CONTRACTS.md; anything else falls back to its key.
+# Axis labels (with units) for the quantities of fdcheck.metrics.measure_all; anything else falls back to its key.
 QUANTITY_LABELS = {
     "cos_fx_fxi": r"$\cos(f(x), f(\xi))$ (cosine, unitless)",
     "cos_fx_fMz": r"$\cos(f(x), f(Mz))$ (cosine, unitless)",
@@ -294,24 +295,6 @@ def _quantity_label(q: str) -> str:
 # ------------------------------------------------------------------------------------------------ I/O
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same directory and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def _arrays_path(record: dict, store_dir: Path | None) -> Path | None:
     name = record.get("arrays")
     if not name:
@@ -351,7 +334,7 @@ def load_records(store_dir: str | os.PathLike, version: str | None = None) -> li
         version: the fdcheck version whose records to read (the one in ``claims.json``); defaults to this one.
 
     Returns:
-        The records, each a dict in the format of notes/CONTRACTS.md.
+        The records, each a dict in the record format of :mod:`fdcheck.sweep`.
     """
     from .sweep import ResultsStore
 
@@ -376,11 +359,29 @@ def _resolve_store(dir_: Path, claims_doc: dict) -> Path | None:
     return None
 
 
+def _records_of_runs(records: list[dict], claims_doc: dict, claims_path: Path) -> list[dict]:
+    """The records the verification used: those whose ``key`` is in ``claims_doc["runs"]``, when it has that list.
+
+    A store may hold more runs than one verification used (another grid, a ``--set`` override, an older run), and
+    the report must show the same runs the verdicts were computed from. A ``claims.json`` written before the
+    ``"runs"`` field existed names none, and then every record is kept.
+    """
+    if "runs" not in claims_doc:
+        return records
+    runs = claims_doc["runs"]
+    if not isinstance(runs, list) or not all(isinstance(k, str) for k in runs):
+        raise ValueError(f"{claims_path}: 'runs' must be a list of record keys (strings), got {runs!r:.200}")
+    keep = set(runs)
+    return [r for r in records if r.get("key") in keep]
+
+
 def report_from_dir(dir: str | os.PathLike) -> dict[str, Path]:  # noqa: A002 (the CLI's name for it)
     """Rewrite the report of a ``fdcheck verify`` output directory from its ``claims.json`` and results store.
 
     This is what ``fdcheck report --from DIR`` runs. The store is ``claims_doc["store"]`` (absolute, or relative to
-    ``DIR`` or to the working directory), else ``DIR/store`` or ``DIR/results``.
+    ``DIR`` or to the working directory), else ``DIR/store`` or ``DIR/results``. When ``claims.json`` lists the
+    keys of the runs its verdicts used (``"runs"``), only those records are shown; an older ``claims.json`` without
+    that field shows every record of its fdcheck version.
 
     Args:
         dir: the directory holding ``claims.json``; the report is written there.
@@ -401,6 +402,7 @@ def report_from_dir(dir: str | os.PathLike) -> dict[str, Path]:  # noqa: A002 (t
     store_dir = _resolve_store(root, claims_doc)
     version = claims_doc.get("fdcheck_version")
     records = load_records(store_dir, version=str(version) if version else None) if store_dir is not None else []
+    records = _records_of_runs(records, claims_doc, claims_path)
     return write_report(root, claims_doc, records, store_dir=store_dir, regenerate_from=root)
 
 
@@ -1309,8 +1311,8 @@ def write_report(out_dir: str | os.PathLike, claims_doc: dict, records: list[dic
 
     Args:
         out_dir: the output directory (created if missing).
-        claims_doc: the ``claims.json`` document (notes/CONTRACTS.md).
-        records: the run records of the results store (notes/CONTRACTS.md); may be empty.
+        claims_doc: the ``claims.json`` document (DESIGN.md; entries as :func:`fdcheck.claims.evaluate_claim`).
+        records: the run records of the results store (record format: :mod:`fdcheck.sweep`); may be empty.
         store_dir: the store directory, against which each record's ``arrays`` file name is resolved.
         regenerate_from: the directory named in the report's "rewrite with ``fdcheck report --from``" line
             (defaults to ``out_dir``).
@@ -1340,14 +1342,14 @@ def write_report(out_dir: str | os.PathLike, claims_doc: dict, records: list[dic
     for fig in figures:
         if fig.png is not None:
             path = fig_dir / fig.name
-            _atomic_write(path, fig.png)
+            atomic_write_bytes(path, fig.png)
             paths[f"figures/{fig.name}"] = path
     for stale in fig_dir.glob("*.png"):
         if f"figures/{stale.name}" not in paths:
             stale.unlink()
     md_path, html_path = out / "report.md", out / "report.html"
-    _atomic_write(md_path, md_text)
-    _atomic_write(html_path, html_text)
+    atomic_write_bytes(md_path, md_text)
+    atomic_write_bytes(html_path, html_text)
     paths["markdown"] = md_path
     paths["html"] = html_path
     return paths

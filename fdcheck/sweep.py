@@ -12,6 +12,34 @@ version, with an ``.npz`` of the trained arrays beside it. Both are written atom
 same directory, ``fsync``, ``os.replace``; the arrays first and the JSON last, the JSON holding the SHA-256 of
 the arrays and of its own payload), so a crash leaves either a whole record or none, and a damaged record is
 detected on load and recomputed, never read as data.
+
+Record format
+-------------
+``<root>/<key>.json`` is one JSON object (strict JSON: no ``NaN`` tokens) with these fields:
+
+- ``key``: SHA-256 (hex) of ``config.to_json() + "\\nfdcheck " + fdcheck_version`` (:meth:`ResultsStore.key`);
+  also the file name.
+- ``fdcheck_version``: the fdcheck version that ran it; records of another version are never read.
+- ``config``: :meth:`fdcheck.config.ModelConfig.to_dict` of the run.
+- ``variant``: its :data:`VARIANTS` name (``"mask"``, ``"none"``, ``"none_schedule"``, ``"supervised"``), or
+  ``null`` for an augmentation/bias pair that is none of them.
+- ``status``: ``"ok"`` or ``"error"`` (the run raised). :func:`run_sweep` also returns, never stores,
+  ``"lost"`` records for runs its executor lost.
+- ``metrics``: ``{name: float}`` from :func:`fdcheck.metrics.measure_all`, a non-finite value stored as ``null``;
+  ``null`` for an error.
+- ``nonfinite_metrics``: the sorted names of the metrics that were non-finite (``"ok"`` records only).
+- ``history``: the training log, one ``{"step", "loss", "loss_window", "objective", ..., "seconds"}`` dict per
+  evaluation (:func:`fdcheck.train.train`); ``[]`` for an error.
+- ``seconds``: wall time of the whole run (training and measurement); ``train_seconds``: of training alone
+  (present when the run function reported it).
+- ``arrays``: the file name ``<key>.npz`` (relative to the store directory) holding ``W``, ``b``, ``W0``, ``M`` and,
+  for a supervised run, ``head``; ``null`` for an error. ``arrays_sha256``: SHA-256 of that file (``null`` for
+  an error).
+- ``error``, ``error_type``, ``traceback`` (``"error"`` records only): ``"Type: message"``, the exception's type
+  name and its formatted traceback.
+- ``checksum``: SHA-256 of the canonical JSON (sorted keys, no spaces) of every other field.
+
+:data:`RECORD_FIELDS` are the fields every record has; a record missing one is treated as damaged.
 """
 
 from __future__ import annotations
@@ -27,7 +55,6 @@ import multiprocessing
 import os
 import re
 import sys
-import tempfile
 import time
 import traceback
 import warnings
@@ -38,6 +65,7 @@ from typing import Any
 
 import numpy as np
 
+from ._atomic import atomic_write_bytes
 from .config import ModelConfig
 
 __all__ = [
@@ -55,7 +83,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# The variants of the grid: the augmentation and the bias schedule of each (DESIGN.md, CONTRACTS.md).
+# The variants of the grid: the augmentation and the bias schedule of each (a record's "variant" field).
 # ``none_schedule`` is the no-augmentation run under the same bias schedule as ``mask`` (REGIMES.md: at the
 # affordable d it also learns sparse atoms, which a report should show rather than hide).
 VARIANTS: dict[str, dict[str, str]] = {
@@ -206,8 +234,9 @@ def variant_of(config: ModelConfig) -> str | None:
 def _jsonable(value: Any) -> Any:
     """``value`` with NumPy scalars and arrays turned into Python numbers and lists; non-finite floats -> None.
 
-    The store writes strict JSON (no ``NaN`` tokens, which other readers reject); CONTRACTS.md forbids NaN in
-    metrics, so a non-finite value is a measurement bug and :meth:`ResultsStore.save` lists it in the record.
+    The store writes strict JSON (no ``NaN`` tokens, which other readers reject);
+    :func:`fdcheck.metrics.measure_all` promises finite floats, so a non-finite value is a measurement bug and
+    :meth:`ResultsStore.save` lists it in the record.
     """
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
@@ -239,32 +268,6 @@ def _canonical(payload: Mapping[str, Any]) -> bytes:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    # The rename itself must reach the disk, or a power loss can undo it; not every OS allows opening a dir.
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a reader sees the old file or the whole new one, never a part."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
 
 
 class ResultsStore:
@@ -362,7 +365,7 @@ class ResultsStore:
             np.savez(buf, **arrays)
             blob = buf.getvalue()
             # Arrays first, JSON last: a JSON on disk always names arrays that were fully written before it.
-            _atomic_write(self.root / f"{key}.npz", blob)
+            atomic_write_bytes(self.root / f"{key}.npz", blob, sync_dir=True)
             payload.update(status="ok", metrics=_jsonable(dict(outcome["metrics"])),
                            nonfinite_metrics=_nonfinite_names(outcome["metrics"]),
                            history=_jsonable(list(outcome.get("history", []))),
@@ -371,7 +374,7 @@ class ResultsStore:
                 logger.warning("run %s: non-finite metrics stored as null: %s", key[:12],
                                ", ".join(payload["nonfinite_metrics"]))
         payload["checksum"] = _sha256(_canonical(payload))
-        _atomic_write(self.root / f"{key}.json", _canonical(payload))
+        atomic_write_bytes(self.root / f"{key}.json", _canonical(payload), sync_dir=True)
         return payload
 
     def delete(self, config: ModelConfig) -> bool:

@@ -47,7 +47,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -55,6 +54,7 @@ from typing import Any
 
 import numpy as np
 
+from ._atomic import atomic_savez
 from .backend import Random, array_namespace, get_namespace, is_cupy_namespace, to_numpy
 from .config import ModelConfig
 from .data import SparseCodingModel
@@ -114,7 +114,7 @@ class TrainResult:
         for name in ("W", "b", "W0", "head"):
             if name in arrays and not np.all(np.isfinite(arrays[name])):
                 raise ValueError(f"refusing to write non-finite {name} to {os.fspath(path)!r}")
-        _atomic_savez(path, arrays)
+        atomic_savez(path, arrays)
 
     @classmethod
     def load_npz(cls, path: str | os.PathLike) -> "TrainResult":
@@ -374,7 +374,7 @@ class _Run:
         }
         if self.V is not None:
             arrays["head"] = to_numpy(self.V)
-        _atomic_savez(path, arrays)
+        atomic_savez(path, arrays)
 
     def restore(self, path: Any) -> None:
         with np.load(path, allow_pickle=False) as data:
@@ -817,20 +817,4 @@ def blas_thread_limit() -> Any:
     except ImportError:  # pragma: no cover - a dependency; without it BLAS keeps its own default
         return contextlib.nullcontext()
     return threadpool_limits(limits=1, user_api="blas")
-
-
-def _atomic_savez(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
-    """``numpy.savez`` to a temporary file beside ``path``, then ``os.replace`` (never a half-written file)."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 

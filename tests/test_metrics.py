@@ -20,7 +20,8 @@ from fdcheck.network import init_weights
 XP = get_namespace("numpy")
 EXACT = 1e-9
 
-# The keys notes/CONTRACTS.md requires of measure_all.
+# The keys measure_all must always return: they become a store record's "metrics" (record format: fdcheck.sweep),
+# which the claims registry (fdcheck.claims.CLAIMS), the report and the peer comparison read.
 CONTRACT_KEYS = """
 data_active_proj_q01 data_noise_proj_max data_noise_proj_bound data_noise_cos_max data_noise_cos_bound data_energy_ratio
 view_corr_atoms_mask view_corr_perp_mask view_corr_atoms_none view_corr_perp_none

@@ -317,6 +317,36 @@ def test_report_from_dir_rewrites_the_same_report(two_seeds):
     assert after == before  # same inputs, byte-identical report (the PNGs carry no timestamp)
 
 
+def test_report_from_dir_shows_only_the_runs_claims_json_names(tmp_path):
+    """A store holding a run the verification did not use gives the same report as a store without it."""
+    doc, records, store = make_sweep(tmp_path, variants=("mask", "none"), ds=(8,), seeds=(0,), claims=FEW_CLAIMS[:1])
+    doc = dict(doc, runs=[r["key"] for r in records])
+    (tmp_path / "claims.json").write_text(json.dumps(doc, indent=2), encoding="utf-8")
+
+    def files() -> dict[str, bytes]:
+        return {str(p.relative_to(tmp_path)): p.read_bytes()
+                for p in [tmp_path / "report.md", tmp_path / "report.html", *(tmp_path / "figures").glob("*")]}
+
+    report.report_from_dir(tmp_path)
+    before = files()
+    # Another run in the same store (a later sweep, another grid): a variant the report would otherwise draw.
+    extra = run_sweep([RunSpec(d=8, seed=0, variant="supervised", overrides=(("steps", STEPS),))], ResultsStore(store),
+                      executor="local", workers=1, progress=False, run_fn=fabricated_run)
+    assert extra[0]["status"] == "ok" and extra[0]["key"] not in doc["runs"]
+    report.report_from_dir(tmp_path)
+    assert files() == before
+    # The control: an older claims.json without "runs" reads every record, and then the extra run does show.
+    (tmp_path / "claims.json").write_text(json.dumps({k: v for k, v in doc.items() if k != "runs"}), encoding="utf-8")
+    report.report_from_dir(tmp_path)
+    shown = f"| {extra[0]['key'][:12]} |"  # the run-time table names every run by its record key
+    assert files() != before and shown in (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert shown not in before["report.md"].decode("utf-8")
+    assert all(f"| {k[:12]} |" in before["report.md"].decode("utf-8") for k in doc["runs"])
+    (tmp_path / "claims.json").write_text(json.dumps(dict(doc, runs="all")), encoding="utf-8")
+    with pytest.raises(ValueError, match="'runs' must be a list of record keys"):
+        report.report_from_dir(tmp_path)
+
+
 def test_missing_variant_and_metric_are_left_out_and_said(tmp_path):
     doc, records, store = make_sweep(tmp_path, variants=("mask", "none"), ds=(8,), seeds=(0,), claims=FEW_CLAIMS[:1])
     for r in records:
