@@ -1029,6 +1029,7 @@ def _header_blocks(claims_doc: dict, records: list[dict], regenerate_from: Path 
         ("Quick grid", str(grid.get("quick", "n/a"))),
         ("Date", str(started or "n/a")),
         ("Total time", _fmt_seconds(claims_doc.get("seconds"))),
+        ("Compute time of the runs (one core each)", _fmt_seconds(claims_doc.get("compute_seconds"))),
         ("Runs in the store", str(len(records))),
         ("Report written by", f"fdcheck {__version__}"),
     ]

@@ -8,19 +8,17 @@ recomputes only the unfinished runs), :func:`fdcheck.claims.claims_document` tur
 
 from __future__ import annotations
 
-import json
-import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ._atomic import atomic_write_json
 from .claims import CLAIMS, claims_document, exit_code, load_deviations
 
-__all__ = ["DEFAULT_GRID", "QUICK_GRID", "Grid", "check_backend", "run_verify", "verdict_table", "write_json_atomic"]
+__all__ = ["DEFAULT_GRID", "QUICK_GRID", "Grid", "check_backend", "run_verify", "verdict_table"]
 
 
 @dataclass(frozen=True)
@@ -65,22 +63,6 @@ DEFAULT_GRID = Grid(d=(16, 32, 64), seeds=3)
 # Smaller d and two seeds (seeds that disagree make a claim inconclusive, which one seed cannot show): about a
 # minute on two cores.
 QUICK_GRID = Grid(d=(12, 16, 24), seeds=2)
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON through a temporary file in the same folder and ``os.replace``: never a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, sort_keys=False, allow_nan=False)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def verdict_table(document: dict[str, Any]) -> str:
@@ -144,7 +126,7 @@ def run_verify(out: str | Path, grid: Grid, *, backend: str = "numpy", scheduler
     grid_doc = {"d": list(grid.d), "seeds": list(range(grid.seeds)), "variants": list(grid.variants), "quick": quick,
                 "overrides": dict(grid.overrides), "d1_rule": grid.d1_rule}
     document = claims_document(records, grid=grid_doc, deviations=deviations, **header)
-    write_json_atomic(out / "claims.json", document)
+    atomic_write_json(out / "claims.json", document)
     from .report import write_report
 
     write_report(out, document, records, store_dir=out / "store")

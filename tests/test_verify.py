@@ -105,3 +105,17 @@ def test_grid_rejects_bad_values():
         Grid(d=(), seeds=1)
     with pytest.raises(ValueError, match="backend"):
         run_verify("unused", Grid(d=(16,), seeds=1), backend="torch")
+
+
+@pytest.mark.slow
+def test_quick_grid_end_to_end(tmp_path):
+    """``fdcheck verify --quick`` on the real quick grid (about a minute on two cores): every claim has evidence at
+    every d and seed of the grid, and the exit code is the claims' verdict."""
+    out = tmp_path / "quick"
+    code = main(["verify", "--quick", "--no-progress", "--out", str(out)])
+    document = json.loads((out / "claims.json").read_text())
+    assert document["grid"]["quick"] is True
+    for claim in document["claims"]:
+        seen = {(e["d"], e["seed"]) for e in claim["evidence"]}
+        assert seen == {(d, s) for d in document["grid"]["d"] for s in document["grid"]["seeds"]}, claim["id"]
+    assert code == exit_code(document)
