@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from array_api_compat import array_namespace, is_cupy_namespace, to_device  # noqa: F401  (re-exported)
+from array_api_compat import array_namespace, is_cupy_namespace
 
 __all__ = [
     "BACKENDS",

@@ -303,11 +303,9 @@ def _train_and_report(config: ModelConfig, args: argparse.Namespace) -> int:
 
 
 def _metrics(result: Any, make_model: Callable[..., Any]) -> tuple[dict[str, Any], str]:
-    """``metrics.measure_all`` on the trained network with the run's eval stream, else the history's last row."""
-    try:
-        from .metrics import measure_all
-    except ImportError:
-        return dict(result.history[-1]), "last history row; fdcheck.metrics is not available"
+    """``metrics.measure_all`` on the trained network with the run's eval stream."""
+    from .metrics import measure_all
+
     model, rngs = make_model(result.config, M=result.M)
     metrics = measure_all(result.W, result.b, result.W0, model, result.config, rngs["eval"], head=result.head)
     return dict(metrics), "fdcheck.metrics.measure_all"
