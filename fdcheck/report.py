@@ -45,7 +45,9 @@ from ._atomic import atomic_write_bytes
 from .backend import Random
 from .config import ModelConfig
 from .data import SparseCodingModel
+from .claims import variant_of
 from .network import features
+from .sweep import VARIANTS
 
 __all__ = [
     "CSP",
@@ -72,13 +74,7 @@ PROJECTION_ATOMS = 8  # atoms shown in the 2-D projection: more than about 8 col
 PROJECTION_PER_ATOM = 40  # 320 points: t-SNE takes about a second per panel
 
 # (augment, bias) of a run -> its variant name, as in fdcheck.sweep.VARIANTS.
-_VARIANT_OF = {
-    ("mask", "schedule"): "mask",
-    ("none", "none"): "none",
-    ("none", "schedule"): "none_schedule",
-    ("supervised", "schedule"): "supervised",
-}
-VARIANT_ORDER = ("mask", "none", "none_schedule", "supervised")
+VARIANT_ORDER = tuple(VARIANTS)  # mask, none, none_schedule, supervised
 VARIANT_LABELS = {
     "mask": "contrastive, RandomMask",
     "none": "contrastive, no augmentation (b = 0)",
@@ -269,8 +265,7 @@ def _variant_of(record: dict) -> str:
     if record.get("variant"):
         return str(record["variant"])
     cfg = record.get("config") or {}
-    key = (cfg.get("augment"), cfg.get("bias"))
-    return _VARIANT_OF.get(key, f"{key[0]}/{key[1]}")
+    return variant_of(cfg) or f"{cfg.get('augment')}/{cfg.get('bias')}"
 
 
 def _variant_sort_key(v: str) -> tuple[int, str]:
