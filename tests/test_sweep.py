@@ -335,7 +335,9 @@ def test_resume_after_interrupt_in_worker_processes(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         run_sweep(specs, store, workers=2, progress=False, run_fn=FakeRun(str(calls), interrupt_after=4))
     saved = {r["key"] for r in store.records()}
-    assert 1 <= len(saved) <= 4
+    # FakeRun checks the call count before adding its own call, so each of the 2 workers can pass the check at
+    # count 3: up to interrupt_after + workers - 1 = 5 runs can finish before the interrupt.
+    assert 1 <= len(saved) <= 4 + 1
     before = calls_of(calls)
     resumed = run_sweep(specs, store, workers=2, progress=False, run_fn=FakeRun(str(calls)))
     recomputed = calls_of(calls) - before
