@@ -395,7 +395,7 @@ def report_from_dir(dir: str | os.PathLike) -> dict[str, Path]:  # noqa: A002 (t
     if not isinstance(claims_doc, dict) or not isinstance(claims_doc.get("claims"), list):
         raise ValueError(f"{claims_path} has no 'claims' list; it is not a claims.json written by fdcheck verify")
     store_dir = _resolve_store(root, claims_doc)
-    version = claims_doc.get("fdcheck_version")
+    version = claims_doc.get("store_version") or claims_doc.get("fdcheck_version")
     records = load_records(store_dir, version=str(version) if version else None) if store_dir is not None else []
     records = _records_of_runs(records, claims_doc, claims_path)
     return write_report(root, claims_doc, records, store_dir=store_dir, regenerate_from=root)

@@ -7,8 +7,9 @@ that the :class:`ResultsStore` does not already hold, on local processes (the de
 Dask distributed (a cluster at a scheduler address, or a local Dask cluster), and saves each run as it finishes,
 so an interrupted sweep resumes and recomputes nothing that finished.
 
-The store keeps one JSON record per run, keyed by the SHA-256 of the canonical configuration JSON and the fdcheck
-version, with an ``.npz`` of the trained arrays beside it. Both are written atomically (temporary file in the
+The store keeps one JSON record per run, keyed by the SHA-256 of the canonical configuration JSON and the store
+version (:func:`store_version`: the fdcheck version plus a fingerprint of the source of every module that trains
+or measures a run, so editing ``metrics.py`` never lets an old record pass for a new one), with an ``.npz`` of the trained arrays beside it. Both are written atomically (temporary file in the
 same directory, ``fsync``, ``os.replace``; the arrays first and the JSON last, the JSON holding the SHA-256 of
 the arrays and of its own payload), so a crash leaves either a whole record or none, and a damaged record is
 detected on load and recomputed, never read as data.
@@ -19,7 +20,8 @@ Record format
 
 - ``key``: SHA-256 (hex) of ``config.to_json() + "\\nfdcheck " + fdcheck_version`` (:meth:`ResultsStore.key`);
   also the file name.
-- ``fdcheck_version``: the fdcheck version that ran it; records of another version are never read.
+- ``fdcheck_version``: the store version that ran it (:func:`store_version`); records of another version are never
+  read.
 - ``config``: :meth:`fdcheck.config.ModelConfig.to_dict` of the run.
 - ``variant``: its :data:`VARIANTS` name (``"mask"``, ``"none"``, ``"none_schedule"``, ``"supervised"``), or
   ``null`` for an augmentation/bias pair that is none of them.
@@ -74,7 +76,10 @@ __all__ = [
     "RECORD_FIELDS",
     "ResultsStore",
     "RunSpec",
+    "RECORD_MODULES",
     "VARIANTS",
+    "code_fingerprint",
+    "store_version",
     "execute_run",
     "grid",
     "run_sweep",
@@ -220,6 +225,27 @@ def grid(ds: Iterable[int], seeds: int | Iterable[int], variants: Iterable[str],
     return specs
 
 
+# The modules whose code decides what a run's record holds: a change to any of them gives new store keys.
+RECORD_MODULES = ("backend", "config", "data", "augment", "network", "loss", "train", "probes", "metrics")
+
+
+def code_fingerprint() -> str:
+    """The first 12 hex digits of the SHA-256 of the source of :data:`RECORD_MODULES`."""
+    from importlib import resources
+
+    digest = hashlib.sha256()
+    for name in RECORD_MODULES:
+        digest.update(resources.files("fdcheck").joinpath(f"{name}.py").read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def store_version() -> str:
+    """``<fdcheck version>+code.<fingerprint>``: what the results store keys and checks records by."""
+    from . import __version__
+
+    return f"{__version__}+code.{code_fingerprint()}"
+
+
 def variant_of(config: ModelConfig) -> str | None:
     """The :data:`VARIANTS` name whose augmentation and bias schedule ``config`` has, or ``None``."""
     for name, fields in VARIANTS.items():
@@ -292,12 +318,12 @@ class ResultsStore:
 
     Args:
         root: the store's directory (created if missing).
-        version: the fdcheck version to key by; defaults to ``fdcheck.__version__``.
+        version: the version to key by; defaults to :func:`store_version`.
     """
 
     def __init__(self, root: str | os.PathLike[str], version: str | None = None) -> None:
         if version is None:
-            from . import __version__ as version
+            version = store_version()
         if not isinstance(version, str) or not version:
             raise ValueError(f"version={version!r} must be a non-empty string")
         self.root = Path(root)

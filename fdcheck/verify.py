@@ -121,6 +121,7 @@ def run_verify(out: str | Path, grid: Grid, *, backend: str = "numpy", scheduler
         "seconds": round(time.perf_counter() - t0, 1),  # this invocation (a resumed verify counts only its part)
         "compute_seconds": round(sum(float(r.get("seconds") or 0) for r in records), 1),  # every run, one core each
         "store": "store",
+        "store_version": store.version,  # fdcheck version + code fingerprint the store records were keyed by
         "runs": [r["key"] for r in records if r.get("key")],  # the store records this document was computed from
     }
     grid_doc = {"d": list(grid.d), "seeds": list(range(grid.seeds)), "variants": list(grid.variants), "quick": quick,

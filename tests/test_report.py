@@ -128,7 +128,7 @@ def make_sweep(root: Path, variants=VARIANTS, ds=DS, seeds=(0, 1), claims=CLAIMS
     grid = {"d": list(ds), "seeds": list(seeds), "variants": list(variants), "quick": True}
     doc = claims_document(records, grid=grid, deviations={}, claims=claims, backend="numpy",
                           command="fdcheck verify --quick", started="2024-01-01T00:00:00+00:00", seconds=12.5,
-                          store="store")
+                          store="store", store_version=store.version)
     (root / "claims.json").write_text(json.dumps(doc, indent=2), encoding="utf-8")
     return doc, records, root / "store"
 

@@ -32,6 +32,7 @@ from fdcheck.sweep import (
     RunSpec,
     grid,
     run_sweep,
+    store_version,
     variant_of,
 )
 
@@ -157,7 +158,18 @@ def test_key_depends_on_config_and_version(tmp_path):
     assert ResultsStore(tmp_path, version="1.1").key(c) != store.key(c)
     from fdcheck import __version__
 
-    assert ResultsStore(tmp_path).version == __version__
+    assert ResultsStore(tmp_path).version == store_version()
+    assert store_version().startswith(__version__ + "+code.")
+
+
+def test_code_fingerprint_follows_the_source_of_the_record_modules(monkeypatch):
+    """Editing a module that trains or measures a run must change the fingerprint (hence every store key)."""
+    import fdcheck.sweep as sweep
+
+    before = sweep.code_fingerprint()
+    assert len(before) == 12 and before == sweep.code_fingerprint()
+    monkeypatch.setattr(sweep, "RECORD_MODULES", sweep.RECORD_MODULES[:-1])  # metrics.py no longer counted
+    assert sweep.code_fingerprint() != before
 
 
 def test_save_load_roundtrip_and_layout(tmp_path):
